@@ -1,0 +1,137 @@
+"""SQLite event log: the embedded default. WAL mode, one transaction per append.
+
+A committed append survives SIGKILL of the process (WAL + synchronous=NORMAL loses nothing
+on a process crash; only an OS crash can drop the last transactions).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+from bastion.errors import StoreError, UnknownRunError, UserError
+from bastion.state.events import Event, RunFinished, RunStarted, RunWaiting, RunResumed, decode
+from bastion.state.store import Recorded, RunSummary
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+  run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, status TEXT NOT NULL,
+  created_at REAL NOT NULL, updated_at REAL NOT NULL, last_seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+  run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, at REAL NOT NULL,
+  data TEXT NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
+"""
+
+_STATUS_OF = {RunStarted: "running", RunResumed: "running", RunWaiting: "waiting"}
+
+
+def _path_of(url: str) -> str:
+    rest = url[len("sqlite://"):]
+    if rest in ("", "/", "/:memory:"):
+        return ":memory:"
+    if not rest.startswith("/"):
+        raise UserError(f"store URL {url!r}: write sqlite:///relative.db or sqlite:////abs/path.db")
+    return rest[1:]
+
+
+class SQLiteStore:
+    """Store backend on one SQLite file; safe for several processes (approve while waiting)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        path = _path_of(url)
+        if path != ":memory:":
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"store {url!r}: cannot create its folder: {exc}") from None
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"store {url!r} is not a usable SQLite database: {exc}") from None
+        self._lock = threading.Lock()
+
+    def create_run(self, run_id: str, workflow: str, first: Event) -> Recorded:
+        now = time.time()
+        with self._tx():
+            self._db.execute("INSERT INTO runs VALUES (?,?,?,?,?,0)", (run_id, workflow, "running", now, now))
+            return self._insert(run_id, [first], now)[0]
+
+    def append(self, run_id: str, events: Sequence[Event]) -> list[Recorded]:
+        if not events:
+            return []
+        now = time.time()
+        with self._tx():
+            return self._insert(run_id, events, now)
+
+    def _insert(self, run_id: str, events: Sequence[Event], now: float) -> list[Recorded]:
+        row = self._db.execute("SELECT last_seq FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        if row is None:
+            raise UnknownRunError(f"run {run_id!r} is not in the store {self.url}")
+        seq = row[0]
+        out = []
+        status = None
+        for event in events:
+            seq += 1
+            self._db.execute("INSERT INTO events VALUES (?,?,?,?,?)",
+                             (run_id, seq, event.kind, now, event.to_json()))
+            out.append(Recorded(run_id, seq, now, event))
+            status = event.status if isinstance(event, RunFinished) else _STATUS_OF.get(type(event), status)
+        if status is None:
+            self._db.execute("UPDATE runs SET last_seq=?, updated_at=? WHERE run_id=?", (seq, now, run_id))
+        else:
+            self._db.execute("UPDATE runs SET last_seq=?, updated_at=?, status=? WHERE run_id=?",
+                             (seq, now, status, run_id))
+        return out
+
+    def _tx(self) -> "_Transaction":
+        return _Transaction(self._db, self._lock)
+
+    def events(self, run_id: str, after_seq: int = 0) -> list[Recorded]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, kind, at, data FROM events WHERE run_id=? AND seq>? ORDER BY seq",
+                (run_id, after_seq)).fetchall()
+        return [Recorded(run_id, seq, at, decode(kind, data)) for seq, kind, at, data in rows]
+
+    def has_run(self, run_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is not None
+
+    def runs(self, limit: int = 100) -> list[RunSummary]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT run_id, workflow, status, created_at, updated_at FROM runs "
+                "ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+        return [RunSummary(*row) for row in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, so concurrent writers (approve, cancel) serialise cleanly."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.Lock) -> None:
+        self._db, self._lock = db, lock
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._lock.release()
+            raise StoreError(f"cannot write the event log: {exc}") from None
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        finally:
+            self._lock.release()

@@ -114,15 +114,13 @@ async def call_model(
             f"the node's output schema: {detail}"
         ) from None
 
-    usage = result.usage
-    if callable(usage) and not hasattr(usage, "input_tokens"):  # pydantic-ai 1.x: a method
-        usage = usage()
+    usage = _usage(result)
     return ModelReply(
         output=result.output,
         model=model,
         scripted=scripted,
-        input_tokens=int(usage.input_tokens or 0),
-        output_tokens=int(usage.output_tokens or 0),
+        input_tokens=int(getattr(usage, "input_tokens", 0) or 0),
+        output_tokens=int(getattr(usage, "output_tokens", 0) or 0),
         raw_text=_raw_text(result.new_messages()),
     )
 
@@ -168,6 +166,14 @@ def _build_agent(
             raise ModelRetry(f"Output does not match the schema: {exc}") from None
 
     return agent
+
+
+def _usage(result: Any) -> Any:
+    """The run's usage: a property in pydantic-ai 2.x, a method in 1.x (which pyproject allows)."""
+    usage = result.usage
+    if callable(usage) and not hasattr(usage, "input_tokens"):
+        usage = usage()
+    return usage
 
 
 def _raw_text(messages: list[ModelMessage]) -> str:

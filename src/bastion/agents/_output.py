@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,15 +82,27 @@ def _shorten(text: str) -> str:
 def describe_error(error: ValidationError) -> str:
     """One line per problem: which field, and what is wrong with it."""
     where = _path(error.absolute_path)
-    if error.validator == "required" and isinstance(error.instance, dict):
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    if (
+        error.validator == "required"
+        and isinstance(error.instance, dict)
+        and isinstance(error.validator_value, list)
+    ):
         missing = [name for name in error.validator_value if name not in error.instance]
-        names = ", ".join(
-            f"'{_path([*error.absolute_path, name])}'" for name in missing
-        )
+        names = ", ".join(f"'{_path([*error.absolute_path, name])}'" for name in missing)
         return f"missing required field {names}"
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = set(error.schema.get("properties", {}))
-        extra = sorted(str(k) for k in error.instance if k not in allowed)
+    if (
+        error.validator == "additionalProperties"
+        and error.validator_value is False
+        and isinstance(error.instance, dict)
+    ):
+        allowed = set(schema.get("properties", {}))
+        patterns = [re.compile(p) for p in schema.get("patternProperties", {})]
+        extra = sorted(
+            str(k)
+            for k in error.instance
+            if k not in allowed and not any(p.search(str(k)) for p in patterns)
+        )
         names = ", ".join(f"'{_path([*error.absolute_path, k])}'" for k in extra)
         return f"unexpected field {names} (the schema does not allow extra fields)"
     subject = f"field '{where}'" if where else "the output"

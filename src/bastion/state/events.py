@@ -153,6 +153,8 @@ class ModelCalled(Event):
     scripted: bool
     input_tokens: int
     output_tokens: int
+    key: str = ""
+    output: Any = None  # recorded so a resumed run reuses the answer instead of asking again
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ class RunState:
     nodes: dict[str, NodeState] = field(default_factory=dict)
     tool_results: dict[str, Any] = field(default_factory=dict)      # idempotency key -> result
     tool_in_flight: dict[str, str] = field(default_factory=dict)     # key -> node
+    model_results: dict[str, Any] = field(default_factory=dict)      # call key -> model output
     approvals: dict[str, Approval] = field(default_factory=dict)
     artifact_versions: dict[str, int] = field(default_factory=dict)  # node -> latest version
     last_seq: int = 0
@@ -116,6 +117,9 @@ class RunState:
             self.tool_in_flight.pop(e.key, None)
         elif isinstance(e, ev.ToolCallFailed):
             self.tool_in_flight.pop(e.key, None)
+        elif isinstance(e, ev.ModelCalled):
+            if e.key:
+                self.model_results[e.key] = e.output
         elif isinstance(e, ev.ArtifactWritten):
             n = self.node(e.artifact)
             n.output = e.output

@@ -1,0 +1,33 @@
+"""`routine` nodes: one model call (persona + action), output validated against `output`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bastion.engine.context import RunContext
+from bastion.spec.models import RoutineNode
+from bastion.spec.templates import render
+from bastion.state import events as ev
+
+
+async def ask_model(ctx: RunContext, node_id: str, agent_name: str, prompt: str,
+                    output_schema: dict[str, Any] | None, attempt: int, key: str) -> Any:
+    """One recorded model call; on resume a recorded answer is reused, not asked again."""
+    if key in ctx.state.model_results:
+        return ctx.state.model_results[key]
+    from bastion.agents import call_model
+
+    model = ctx.model_for(agent_name)
+    responses = ctx.responses() if model == "scripted" else None
+    reply = await call_model(model=model, persona=ctx.spec.agents[agent_name].persona, prompt=prompt,
+                             output_schema=output_schema, node_id=node_id, attempt=attempt,
+                             responses=responses)
+    ctx.emit([ev.ModelCalled(node_id, attempt, reply.model, reply.scripted, reply.input_tokens,
+                             reply.output_tokens, key, reply.output)])
+    return reply.output
+
+
+async def run_routine(ctx: RunContext, node: RoutineNode, attempt: int) -> Any:
+    prompt = str(render(node.action, ctx.template_context(node)))
+    return await ask_model(ctx, node.id, node.agent, prompt, node.output, attempt,
+                           ctx.key(node.id, "model", attempt))

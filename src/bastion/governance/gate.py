@@ -1,0 +1,66 @@
+"""The Gate: the one path by which a workflow causes an effect (DESIGN rule 1).
+
+Order for every call: scope check → execute once → audit event. The event log makes the
+execution at-most-once per idempotency key: a call whose result is recorded is answered
+from the log, never executed again; a call that was in flight when the process died is
+retried with the same key, so a tool that honours the key does not repeat its effect.
+Policy engines, approvals-by-policy and budgets slot in between the scope check and the call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Callable, Sequence
+
+from bastion.errors import BastionError, ToolError
+from bastion.state import events as ev
+from bastion.state.projection import RunState
+from bastion.tools import ToolRegistry
+
+Emit = Callable[[Sequence[ev.Event]], None]
+
+
+def idempotency_key(run_id: str, node: str, *parts: object) -> str:
+    """Stable for the same logical call across retries and resumes; different otherwise."""
+    text = "/".join([run_id, node, *map(str, parts)])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class Gate:
+    def __init__(self, state: RunState, registry: ToolRegistry, emit: Emit) -> None:
+        self._state = state
+        self._registry = registry
+        self._emit = emit
+
+    async def call_tool(self, node: str, tool_name: str, args: dict[str, Any], key: str,
+                        scopes: list[str] | None = None) -> Any:
+        if key in self._state.tool_results:
+            return self._state.tool_results[key]
+        tool = self._registry.get(tool_name)
+        if scopes is not None and scopes and f"tool:{tool_name}" not in scopes and "tool:*" not in scopes:
+            raise ToolError(f"agent scopes {scopes} do not allow tool '{tool_name}' (add 'tool:{tool_name}')")
+        self._emit([ev.ToolCallStarted(node, tool_name, key, _json_safe(args))])
+        try:
+            result = await tool.invoke(args, key)
+            result = _json_safe(result, strict=True)
+        except BastionError as exc:
+            self._emit([ev.ToolCallFailed(node, key, str(exc))])
+            raise
+        except Exception as exc:  # a tool's own failure is recorded, then fails the node
+            message = f"tool '{tool_name}' raised {type(exc).__name__}: {exc}"
+            self._emit([ev.ToolCallFailed(node, key, message)])
+            raise ToolError(message) from exc
+        self._emit([ev.ToolCallFinished(node, key, result)])
+        return result
+
+
+def _json_safe(value: Any, strict: bool = False) -> Any:
+    """Results go into the JSON log; a result that is not JSON fails loudly (strict)."""
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        if strict:
+            raise ToolError(f"tool returned a value that is not JSON ({exc}); return dicts, lists, "
+                            "strings, numbers, booleans or None") from None
+        return json.loads(json.dumps(value, default=repr))

@@ -1,0 +1,186 @@
+"""Start one sandboxed process tree, feed it, cap its output, enforce the wall clock.
+
+Shared by both backends. The child joins the execution's cgroups and takes its rlimits
+*before* it execs the sandbox launcher (bwrap or unshare), so nothing it ever forks is
+outside the limits; then it drops to the unprivileged uid. Whatever happens (normal exit,
+timeout, output flood, crash of our own code), the cgroup is killed and removed in
+`finally`, so no process of a run outlives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import math
+import os
+import resource
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bastion.sandbox._cgroup import ExecCgroup
+from bastion.sandbox._types import SandboxLimits
+
+SANDBOX_UID = 65534  # nobody: what the code runs as on the host when we start as root
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+_DISK_MARKERS = (b"[Errno 28]", b"[Errno 27]", b"No space left on device", b"File too large")
+
+
+@dataclass
+class Outcome:
+    """Raw result of one supervised process tree, before layer bookkeeping."""
+
+    returncode: int | None
+    stdout: bytes
+    stderr: bytes
+    timed_out: bool
+    killed_reason: str | None
+    duration_ms: float
+
+
+def rlimits_for(limits: SandboxLimits) -> list[tuple[int, int]]:
+    """CPU, address space, file size, open files, core dumps off. No NPROC: see _cgroup."""
+    cpu = limits.cpu_seconds or math.ceil(limits.timeout) + 1
+    disk = limits.disk_mb * 1024 * 1024
+    address_space = max(limits.memory_mb * 4, 1024) * 1024 * 1024  # cgroup is the real cap
+    return [
+        (resource.RLIMIT_CPU, cpu),
+        (resource.RLIMIT_AS, address_space),
+        (resource.RLIMIT_FSIZE, disk),
+        (resource.RLIMIT_NOFILE, limits.open_files),
+        (resource.RLIMIT_CORE, 0),
+    ]
+
+
+def make_preexec(cg: ExecCgroup | None, rlimits: list[tuple[int, int]],
+                 drop_uid: bool) -> Callable[[], None]:
+    """Build the function run in the forked child before exec.
+
+    Everything it needs is computed here, in the parent, so the child only does syscalls.
+    """
+    procs = cg.procs_files if cg is not None else []
+
+    def preexec() -> None:
+        pid = str(os.getpid()).encode()
+        for path in procs:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, pid)
+            finally:
+                os.close(fd)
+        for res, value in rlimits:
+            resource.setrlimit(res, (value, value))
+        if drop_uid:
+            os.setgroups([])
+            os.setresgid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
+            os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
+        # After the uid change (which clears it): die if the supervisor dies.
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    return preexec
+
+
+async def _read_capped(stream: asyncio.StreamReader | None, cap: int,
+                       on_overflow: Callable[[], None]) -> bytes:
+    if stream is None:
+        return b""
+    buf = bytearray()
+    while True:
+        chunk = await stream.read(65536)
+        if not chunk:
+            return bytes(buf)
+        room = cap - len(buf)
+        buf += chunk[: max(room, 0)]
+        if len(chunk) > room:
+            on_overflow()
+            return bytes(buf)
+
+
+async def _feed(proc: asyncio.subprocess.Process, data: bytes | None) -> None:
+    if proc.stdin is None:
+        return
+    try:
+        if data:
+            proc.stdin.write(data)
+            await proc.stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    finally:
+        try:
+            proc.stdin.close()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+def _kill_tree(proc: asyncio.subprocess.Process, cg: ExecCgroup | None) -> None:
+    if cg is not None and cg.dirs:
+        cg.kill_all()
+    try:  # the launcher's session, in case there was no cgroup to kill
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+async def supervise(argv: list[str], *, limits: SandboxLimits, cg: ExecCgroup | None,
+                    stdin: bytes | None, pass_fds: tuple[int, ...] = (),
+                    drop_uid: bool = True, env: dict[str, str] | None = None) -> Outcome:
+    """Run `argv` (a sandbox launcher) to completion or until a limit stops it."""
+    overflow = asyncio.Event()
+    preexec = make_preexec(cg, rlimits_for(limits), drop_uid)
+    t0 = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env if env is not None else {"PATH": "/usr/bin:/bin"},
+        cwd="/",
+        pass_fds=pass_fds,
+        start_new_session=True,
+        preexec_fn=preexec,
+    )
+    for fd in pass_fds:
+        os.close(fd)
+    timed_out = False
+    readers = [
+        asyncio.ensure_future(_read_capped(proc.stdout, limits.output_bytes, overflow.set)),
+        asyncio.ensure_future(_read_capped(proc.stderr, limits.output_bytes, overflow.set)),
+    ]
+    feeder = asyncio.ensure_future(_feed(proc, stdin))
+    waiter = asyncio.ensure_future(proc.wait())
+    flood = asyncio.ensure_future(overflow.wait())
+    try:
+        done, _ = await asyncio.wait({waiter, flood}, timeout=limits.timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if not done:
+            timed_out = True
+        duration = (time.monotonic() - t0) * 1000
+        # The main process is gone (or must go): nothing else of the run may survive it.
+        await asyncio.to_thread(_kill_tree, proc, cg)
+        returncode = await proc.wait()
+        outs = await asyncio.wait_for(asyncio.gather(*readers), timeout=5)
+    finally:
+        for task in (*readers, feeder, flood, waiter):
+            task.cancel()
+        if proc.returncode is None:
+            await asyncio.to_thread(_kill_tree, proc, cg)
+    reason: str | None = None
+    if overflow.is_set():
+        reason = "output"
+    elif cg is not None and cg.oom_killed():
+        reason = "memory"
+    elif timed_out:
+        reason = "timeout"
+    elif returncode != 0 and cg is not None and cg.pids_exhausted():
+        reason = "pids"
+    elif returncode != 0 and any(m in outs[1][-4096:] for m in _DISK_MARKERS):
+        reason = "disk"
+    code: int | None = None if timed_out or overflow.is_set() else returncode
+    return Outcome(code, outs[0], outs[1], timed_out, reason, duration)
+
+
+def decode(data: bytes) -> str:
+    """Bytes from hostile code to text that is safe to log and JSON-encode."""
+    return data.decode("utf-8", errors="replace").replace("\x00", "\ufffd")

@@ -21,6 +21,7 @@ from pydantic_ai.models.test import TestModel
 from pydantic_ai.settings import ModelSettings
 
 from bastion.agents._output import OutputInvalid, OutputSchema
+from bastion.agents._repairing import RepairingModel
 from bastion.agents._scripted import SCRIPTED_MODEL, ScriptedResponses, scripted_model
 from bastion.errors import ModelOutputError, UserError
 
@@ -78,7 +79,7 @@ def resolve_model(name: str) -> Model:
 
 async def call_model(
     *,
-    model: str,
+    model: str | Model,
     persona: str,
     prompt: str,
     output_schema: dict[str, Any] | None,
@@ -90,34 +91,41 @@ async def call_model(
 ) -> ModelReply:
     """Run one model call and return its validated output.
 
+    `model` is "scripted", "test", a pydantic-ai model name, or a pydantic-ai `Model`.
+
     Raises `ScriptedResponseMissing` when the scripted model has no answer, `UserError` for
     an unusable model name or schema, and `ModelOutputError` when the answer still does not
     match `output_schema` after repair (and after any in-call retries).
     """
     schema = OutputSchema(output_schema) if output_schema is not None else None
     scripted = model == SCRIPTED_MODEL
-    resolved = (
-        scripted_model(responses, node_id, attempt, schema) if scripted else resolve_model(model)
-    )
+    resolved: Model
+    if isinstance(model, Model):  # a ready pydantic-ai model, e.g. a FunctionModel in tests
+        resolved, name = model, model.model_name
+    else:
+        name = model
+        resolved = (
+            scripted_model(responses, node_id, attempt, schema) if scripted else resolve_model(model)
+        )
     retries = output_retries if output_retries is not None else (0 if scripted else DEFAULT_OUTPUT_RETRIES)
     # TestModel answers in text whenever text is allowed, so give it only the output tool.
     allow_text = model != TEST_MODEL
     problems: list[str] = []
-    agent = _build_agent(resolved, persona, schema, node_id, retries, allow_text, problems)
+    agent = _build_agent(RepairingModel(resolved), persona, schema, node_id, retries, allow_text, problems)
 
     try:
         result = await agent.run(prompt, model_settings=settings)
     except pai_exceptions.UnexpectedModelBehavior as exc:
         detail = problems[-1] if problems else str(exc)
         raise ModelOutputError(
-            f"node '{node_id}' attempt {attempt}: output from model '{model}' does not match "
+            f"node '{node_id}' attempt {attempt}: output from model '{name}' does not match "
             f"the node's output schema: {detail}"
         ) from None
 
     usage = _usage(result)
     return ModelReply(
         output=result.output,
-        model=model,
+        model=name,
         scripted=scripted,
         input_tokens=int(getattr(usage, "input_tokens", 0) or 0),
         output_tokens=int(getattr(usage, "output_tokens", 0) or 0),

@@ -119,7 +119,8 @@ class Scheduler:
     async def _run_node(self, node: Any) -> None:
         executor = EXECUTORS[node.type]
         retries = getattr(node, "max_retries", 0) if node.type in ("tool", "routine") else 0
-        attempt = self.state.node(node.id).attempts + 1
+        n = self.state.node(node.id)
+        attempt = n.attempts if n.status == WAITING and n.attempts else n.attempts + 1  # a decision, not a retry
         while True:
             reads = {d: self.state.artifact_versions.get(d, 1) for d in node.depends_on}
             self.emit([ev.NodeStarted(node.id, attempt, reads)])

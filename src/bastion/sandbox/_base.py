@@ -26,6 +26,7 @@ ENV_ALLOWLIST: dict[str, str] = {
     "PYTHONIOENCODING": "utf-8",
     "PYTHONDONTWRITEBYTECODE": "1",
     "PYTHONUNBUFFERED": "1",
+    "PWD": WORKDIR,  # bwrap sets it on --chdir; listed so the allowlist check is exact
 }
 
 

@@ -70,80 +70,56 @@ def user_schema(version: str) -> dict[str, Any]:
     }
 
 
+def _json(ref: str, description: str) -> dict[str, Any]:
+    """A response or body whose JSON content is the component schema `ref`."""
+    schema = {"$ref": f"#/components/schemas/{ref}"}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
 def openapi_document(version: str) -> dict[str, Any]:
     """A complete OpenAPI 3.1 document for the active schema version."""
+    string = {"type": "string"}
+    problem = {"type": "object", "properties": {"field": string, "message": string}}
     error = {
         "type": "object",
         "required": ["error", "message"],
         "properties": {
-            "error": {"type": "string"},
-            "message": {"type": "string"},
-            "field": {"type": "string"},
-            "errors": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
-                },
-            },
+            "error": string,
+            "message": string,
+            "field": string,
+            "errors": {"type": "array", "items": problem},
         },
     }
     created = {
         "type": "object",
         "required": ["id", "email"],
-        "properties": {"id": {"type": "string"}, "email": {"type": "string"}},
+        "properties": {"id": string, "email": string},
     }
-
-    def err(description: str) -> dict[str, Any]:
-        return {
-            "description": description,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-        }
-
+    idempotency_key = {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": string,
+        "description": "A repeated key returns the original response without a new user.",
+    }
+    create_user = {
+        "operationId": "createUser",
+        "summary": "Create a CRM user",
+        "parameters": [idempotency_key],
+        "requestBody": {"required": True, **_json("User", "The user to create")},
+        "responses": {
+            "201": _json("UserCreated", "Created"),
+            "400": _json("Error", "The body is not a JSON object"),
+            "409": _json("Error", "Idempotency-Key reused with a different body"),
+            "422": _json("Error", "The body does not match the User schema"),
+            "503": _json("Error", "Temporarily unavailable; retry"),
+        },
+    }
+    list_users = {"operationId": "listUsers", "responses": {"200": {"description": "Users"}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Staging CRM", "version": version},
-        "paths": {
-            "/users": {
-                "post": {
-                    "operationId": "createUser",
-                    "summary": "Create a CRM user",
-                    "parameters": [
-                        {
-                            "name": "Idempotency-Key",
-                            "in": "header",
-                            "required": False,
-                            "schema": {"type": "string"},
-                            "description": "A repeated key returns the original response.",
-                        }
-                    ],
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/User"}}
-                        },
-                    },
-                    "responses": {
-                        "201": {
-                            "description": "Created",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/UserCreated"}
-                                }
-                            },
-                        },
-                        "400": err("The body is not a JSON object"),
-                        "409": err("Idempotency-Key reused with a different body"),
-                        "422": err("The body does not match the User schema"),
-                        "503": err("Temporarily unavailable; retry"),
-                    },
-                },
-                "get": {
-                    "operationId": "listUsers",
-                    "responses": {"200": {"description": "Users created so far"}},
-                },
-            }
-        },
+        "paths": {"/users": {"post": create_user, "get": list_users}},
         "components": {
             "schemas": {"User": user_schema(version), "UserCreated": created, "Error": error}
         },

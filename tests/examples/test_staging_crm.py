@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,8 +25,9 @@ ADA_V1 = {"email": "ada@example.com", "full_name": "Ada Lovelace"}
 ADA_V2 = {**ADA_V1, "customer_tier": "pro"}
 
 
-def stats(url: str) -> dict[str, object]:
-    return httpx.get(url + "/admin/stats").json()
+def stats(url: str) -> dict[str, Any]:
+    result: dict[str, Any] = httpx.get(url + "/admin/stats").json()
+    return result
 
 
 @pytest.mark.parametrize(

@@ -156,3 +156,16 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
 def test_empty_response_list_is_rejected_on_load() -> None:
     with pytest.raises(UserError, match="'review'"):
         ScriptedResponses.from_mapping({"review": []})
+
+
+async def test_inline_mapping_of_responses_is_accepted() -> None:
+    reply = await call_model(
+        model="scripted",
+        persona="Analyst",
+        prompt="x",
+        output_schema=SUMMARY,
+        node_id="summarise",
+        attempt=1,
+        responses={"summarise": {"summary": "inline", "risk": "low"}},
+    )
+    assert reply.output == {"summary": "inline", "risk": "low"}

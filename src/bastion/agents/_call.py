@@ -10,6 +10,7 @@ repair and validation path. Prompts are never logged here: they may carry user d
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,7 +86,7 @@ async def call_model(
     output_schema: dict[str, Any] | None,
     node_id: str,
     attempt: int = 1,
-    responses: ScriptedResponses | None = None,
+    responses: ScriptedResponses | Mapping[str, Any] | None = None,
     settings: ModelSettings | None = None,
     output_retries: int | None = None,
 ) -> ModelReply:
@@ -98,6 +99,8 @@ async def call_model(
     match `output_schema` after repair (and after any in-call retries).
     """
     schema = OutputSchema(output_schema) if output_schema is not None else None
+    if isinstance(responses, Mapping):  # inline answers, e.g. from a test or a notebook
+        responses = ScriptedResponses.from_mapping(responses)
     scripted = model == SCRIPTED_MODEL
     resolved: Model
     if isinstance(model, Model):  # a ready pydantic-ai model, e.g. a FunctionModel in tests

@@ -125,7 +125,8 @@ def _kill_tree(proc: asyncio.subprocess.Process, cg: ExecCgroup | None) -> None:
 
 async def supervise(argv: list[str], *, limits: SandboxLimits, cg: ExecCgroup | None,
                     stdin: bytes | None, pass_fds: tuple[int, ...] = (),
-                    drop_uid: bool = True, env: dict[str, str] | None = None) -> Outcome:
+                    drop_uid: bool = True, env: dict[str, str] | None = None,
+                    cwd: str = "/") -> Outcome:
     """Run `argv` (a sandbox launcher) to completion or until a limit stops it."""
     overflow = asyncio.Event()
     preexec = make_preexec(cg, rlimits_for(limits), drop_uid)
@@ -136,7 +137,7 @@ async def supervise(argv: list[str], *, limits: SandboxLimits, cg: ExecCgroup | 
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env if env is not None else {"PATH": "/usr/bin:/bin"},
-        cwd="/",
+        cwd=cwd,
         pass_fds=pass_fds,
         start_new_session=True,
         preexec_fn=preexec,

@@ -28,6 +28,7 @@ class NodeState:
     model: str | None = None
     reads: dict[str, int] = field(default_factory=dict)
     invalidations: int = 0  # how many times stale work was thrown away; part of idempotency keys
+    model_calls: int = 0    # model calls made for this node in the run (the scripted model's attempt)
 
 
 @dataclass
@@ -118,6 +119,7 @@ class RunState:
         elif isinstance(e, ev.ToolCallFailed):
             self.tool_in_flight.pop(e.key, None)
         elif isinstance(e, ev.ModelCalled):
+            self.node(e.node).model_calls += 1
             if e.key:
                 self.model_results[e.key] = e.output
         elif isinstance(e, ev.ArtifactWritten):

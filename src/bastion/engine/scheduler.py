@@ -173,6 +173,7 @@ class Scheduler:
         for task in self._tasks.values():
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self.emit([ev.NodeCancelled(nid, "the run was cancelled") for nid in self._tasks])
         self._tasks.clear()
 
     def _finish(self) -> None:

@@ -50,7 +50,7 @@ def bwrap_argv(bwrap: str, rt: Runtime, req: Request, *, file_fds: dict[str, int
     a = [bwrap, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc",
          "--unshare-uts", "--unshare-cgroup-try", "--uid", str(sandbox_uid),
          "--gid", str(sandbox_uid), "--hostname", "sandbox", "--die-with-parent",
-         "--new-session", "--cap-drop", "ALL"]
+         "--new-session", "--cap-drop", "ALL", "--as-pid-1"]
     if bwrap_supports(bwrap, "--disable-userns"):
         a.append("--disable-userns")
     for path in rt.binds:

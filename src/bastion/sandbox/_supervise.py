@@ -92,10 +92,11 @@ async def _read_capped(stream: asyncio.StreamReader | None, cap: int,
         if not chunk:
             return bytes(buf)
         room = cap - len(buf)
-        buf += chunk[: max(room, 0)]
+        if room <= 0:
+            continue  # over the cap: the run is being killed; drain to EOF, keep nothing
+        buf += chunk[:room]
         if len(chunk) > room:
             on_overflow()
-            return bytes(buf)
 
 
 async def _feed(proc: asyncio.subprocess.Process, data: bytes | None) -> None:
@@ -114,7 +115,30 @@ async def _feed(proc: asyncio.subprocess.Process, data: bytes | None) -> None:
             pass
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
 def _kill_tree(proc: asyncio.subprocess.Process, cg: ExecCgroup | None) -> None:
+    """Kill the sandbox's init first (its pid namespace dies with it and the launcher
+    reaps it, leaving no orphan zombie for the host's init), then whatever is left."""
+    for child in _children(proc.pid):
+        try:
+            os.kill(child, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + 0.25
+    while time.monotonic() < deadline:
+        try:
+            if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                break
+        except ChildProcessError:
+            break
+        time.sleep(0.002)
     if cg is not None and cg.dirs:
         cg.kill_all()
     try:  # the launcher's session, in case there was no cgroup to kill
@@ -123,27 +147,33 @@ def _kill_tree(proc: asyncio.subprocess.Process, cg: ExecCgroup | None) -> None:
         pass
 
 
-async def supervise(argv: list[str], *, limits: SandboxLimits, cg: ExecCgroup | None,
-                    stdin: bytes | None, pass_fds: tuple[int, ...] = (),
-                    drop_uid: bool = True, env: dict[str, str] | None = None,
-                    cwd: str = "/") -> Outcome:
-    """Run `argv` (a sandbox launcher) to completion or until a limit stops it."""
-    overflow = asyncio.Event()
+async def spawn(argv: list[str], *, limits: SandboxLimits, cg: ExecCgroup | None,
+                pass_fds: tuple[int, ...] = (), drop_uid: bool = True,
+                env: dict[str, str] | None = None, cwd: str = "/",
+                stdin_pipe: bool = True) -> asyncio.subprocess.Process:
+    """Start a sandbox launcher already inside `cg` and under `limits`' rlimits."""
     preexec = make_preexec(cg, rlimits_for(limits), drop_uid)
-    t0 = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env if env is not None else {"PATH": "/usr/bin:/bin"},
-        cwd=cwd,
-        pass_fds=pass_fds,
-        start_new_session=True,
-        preexec_fn=preexec,
-    )
-    for fd in pass_fds:
-        os.close(fd)
+    try:
+        return await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE if stdin_pipe else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env if env is not None else {"PATH": "/usr/bin:/bin"},
+            cwd=cwd,
+            pass_fds=pass_fds,
+            start_new_session=True,
+            preexec_fn=preexec,
+        )
+    finally:
+        for fd in pass_fds:
+            os.close(fd)
+
+
+async def collect(proc: asyncio.subprocess.Process, *, limits: SandboxLimits,
+                  cg: ExecCgroup | None, stdin: bytes | None, t0: float) -> Outcome:
+    """Feed stdin, read capped output, enforce the wall clock, then kill what is left."""
+    overflow = asyncio.Event()
     timed_out = False
     readers = [
         asyncio.ensure_future(_read_capped(proc.stdout, limits.output_bytes, overflow.set)),
@@ -153,7 +183,8 @@ async def supervise(argv: list[str], *, limits: SandboxLimits, cg: ExecCgroup | 
     waiter = asyncio.ensure_future(proc.wait())
     flood = asyncio.ensure_future(overflow.wait())
     try:
-        done, _ = await asyncio.wait({waiter, flood}, timeout=limits.timeout,
+        remaining = limits.timeout - (time.monotonic() - t0)
+        done, _ = await asyncio.wait({waiter, flood}, timeout=max(remaining, 0),
                                      return_when=asyncio.FIRST_COMPLETED)
         if not done:
             timed_out = True
@@ -180,6 +211,17 @@ async def supervise(argv: list[str], *, limits: SandboxLimits, cg: ExecCgroup | 
         reason = "disk"
     code: int | None = None if timed_out or overflow.is_set() else returncode
     return Outcome(code, outs[0], outs[1], timed_out, reason, duration)
+
+
+async def supervise(argv: list[str], *, limits: SandboxLimits, cg: ExecCgroup | None,
+                    stdin: bytes | None, pass_fds: tuple[int, ...] = (),
+                    drop_uid: bool = True, env: dict[str, str] | None = None,
+                    cwd: str = "/") -> Outcome:
+    """Run `argv` (a sandbox launcher) to completion or until a limit stops it."""
+    t0 = time.monotonic()
+    proc = await spawn(argv, limits=limits, cg=cg, pass_fds=pass_fds, drop_uid=drop_uid,
+                       env=env, cwd=cwd, stdin_pipe=bool(stdin))
+    return await collect(proc, limits=limits, cg=cg, stdin=stdin, t0=t0)
 
 
 def decode(data: bytes) -> str:

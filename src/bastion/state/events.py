@@ -113,6 +113,13 @@ class NodeSkipped(Event):
 
 
 @dataclass(frozen=True)
+class NodeCancelled(Event):
+    kind: ClassVar[str] = "node_cancelled"
+    node: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class NodeInvalidated(Event):
     kind: ClassVar[str] = "node_invalidated"
     node: str

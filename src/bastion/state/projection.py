@@ -107,6 +107,9 @@ class RunState:
         elif isinstance(e, ev.NodeSkipped):
             n = self.node(e.node)
             n.status, n.error, n.finished_at = SKIPPED, e.reason, at
+        elif isinstance(e, ev.NodeCancelled):
+            n = self.node(e.node)
+            n.status, n.error, n.finished_at = CANCELLED, e.reason, at
         elif isinstance(e, ev.NodeInvalidated):
             n = self.node(e.node)
             n.status, n.output, n.finished_at, n.error = PENDING, None, None, None

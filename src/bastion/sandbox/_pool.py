@@ -1,0 +1,146 @@
+"""The warm pool: bwrap sandboxes started ahead of time, each serving one execution.
+
+A pool entry is a complete sandbox (namespaces, tmpfs, seccomp, cgroup, uid drop) whose
+interpreter has already started and is parked in the zygote (see _zygote). Claiming one
+costs a cgroup limit write and a pipe write, not a process start. Entries are never
+reused: after its execution the entry's cgroup is killed and removed like a cold run's,
+and a replacement is started in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bastion.errors import SandboxError
+from bastion.sandbox._base import Request, build_request, check_required
+from bastion.sandbox._bwrap import BwrapSandbox, bwrap_argv
+from bastion.sandbox._cgroup import ExecCgroup
+from bastion.sandbox._supervise import collect, decode, rlimits_for, spawn
+from bastion.sandbox._types import ExecResult, SandboxLimits
+
+_ZYGOTE = Path(__file__).with_name("_zygote.py").read_text()
+# Generous limits for the parked sandbox; the request's own are applied when it is claimed.
+_PARKED = SandboxLimits(timeout=3600, memory_mb=1024, pids=64)
+
+
+@dataclass
+class _Entry:
+    proc: asyncio.subprocess.Process
+    cg: ExecCgroup | None
+    layers: list[str]
+
+
+class WarmPoolSandbox:
+    """A Sandbox that answers from pre-started bwrap sandboxes, falling back to cold ones."""
+
+    backend = "bwrap-warm"
+
+    def __init__(self, *, python: str | None = None, require: tuple[str, ...] = (),
+                 verified: tuple[str, ...] | None = None, size: int = 2) -> None:
+        self.cold = BwrapSandbox(python=python, require=require, verified=verified)
+        self.layers = self.cold.layers
+        self.require = require
+        self.size = max(1, size)
+        self._ready: list[_Entry] = []
+        self._starting = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        with contextlib.suppress(RuntimeError):  # no running loop: fill on first run()
+            asyncio.get_running_loop()
+            self._refill()
+
+    def _refill(self) -> None:
+        while not self._closed and len(self._ready) + self._starting < self.size:
+            self._starting += 1
+            task = asyncio.ensure_future(self._start_one())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _start_one(self) -> None:
+        cg: ExecCgroup | None = None
+        try:
+            cg = self.cold._cgroup(_PARKED)
+            req = Request({}, [self.cold.runtime.python, "-I", "-c", _ZYGOTE], None, _PARKED)
+            from bastion.sandbox import _seccomp
+
+            sfd = _seccomp.program_fd() if self.cold.use_seccomp else None
+            argv = bwrap_argv(self.cold.bwrap, self.cold.runtime, req, file_fds={},
+                              seccomp_fd=sfd)
+            proc = await spawn(argv, limits=_PARKED, cg=cg,
+                               pass_fds=(sfd,) if sfd is not None else (),
+                               drop_uid=self.cold.drop_uid)
+            assert proc.stdout is not None
+            ready = await asyncio.wait_for(proc.stdout.readexactly(1), timeout=30)
+            if ready != b"\x01" or self._closed:
+                raise SandboxError("warm sandbox did not start")
+            self._ready.append(_Entry(proc, cg, self.cold.run_layers(cg)))
+            cg = None
+        except (OSError, SandboxError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+            pass  # run() falls back to a cold sandbox; the next refill tries again
+        finally:
+            self._starting -= 1
+            if cg is not None:
+                await asyncio.to_thread(cg.destroy)
+
+    async def run(self, code: str | None = None, *, files: dict[str, str] | None = None,
+                  argv: list[str] | None = None, stdin: bytes | str | None = None,
+                  input_json: object = None, timeout: float = 5.0, memory_mb: int = 256,
+                  pids: int = 64) -> ExecResult:
+        if self._closed:
+            raise SandboxError("sandbox is closed")
+        limits = SandboxLimits(timeout=timeout, memory_mb=memory_mb, pids=pids)
+        req = build_request(code, files, argv, stdin, input_json, limits,
+                            self.cold.runtime.python)
+        entry = self._claim()
+        self._refill()
+        if entry is None:
+            return await self.cold.execute(req)
+        return await self._execute(entry, req, in_process=argv is None)
+
+    def _claim(self) -> _Entry | None:
+        while self._ready:
+            entry = self._ready.pop(0)
+            if entry.proc.returncode is None:
+                return entry
+            if entry.cg is not None:
+                entry.cg.destroy()
+        return None
+
+    async def _execute(self, entry: _Entry, req: Request, in_process: bool) -> ExecResult:
+        t0 = time.monotonic()
+        try:
+            check_required(self.require, entry.layers, self.backend)
+            if entry.cg is not None:
+                entry.cg.set_limits(req.limits.memory_mb, req.limits.pids)
+            body = json.dumps({
+                "files": {k: v.decode("utf-8") for k, v in req.files.items()},
+                "stdin": req.stdin.decode("latin-1") if req.stdin is not None else None,
+                "rlimits": rlimits_for(req.limits),
+                "argv": None if in_process else req.argv,
+            }).encode()
+            out = await collect(entry.proc, limits=req.limits, cg=entry.cg,
+                                stdin=len(body).to_bytes(8, "big") + body, t0=t0)
+        finally:
+            if entry.cg is not None:
+                await asyncio.to_thread(entry.cg.destroy)
+        return ExecResult(out.returncode, decode(out.stdout), decode(out.stderr),
+                          out.timed_out, out.killed_reason, round(out.duration_ms, 3),
+                          entry.layers)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        for entry in self._ready:
+            if entry.cg is not None:
+                await asyncio.to_thread(entry.cg.destroy)
+            with contextlib.suppress(ProcessLookupError):
+                entry.proc.kill()
+            await entry.proc.wait()
+        self._ready.clear()
+        await self.cold.aclose()

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from bastion.governance import Gate, idempotency_key
+from bastion.safety import flag_injection, sanitise_value
+from bastion.spec.templates import render
 from bastion.spec.models import WorkflowSpec
 from bastion.state import events as ev
 from bastion.state.projection import RunState
@@ -35,6 +37,13 @@ class RunContext:
         """`inputs` and the outputs of the node's declared dependencies, nothing else."""
         deps = {d: {"output": self.state.node(d).output} for d in node.depends_on}
         return {"inputs": dict(self.state.inputs), "nodes": deps}
+
+    def prompt(self, node: Any, template: str) -> str:
+        """Render a prompt: dependency outputs are outside text, so they are sanitised first
+        (secrets redacted, host paths stripped) and instructions hidden in them are flagged."""
+        context = self.template_context(node)
+        context["nodes"] = sanitise_value(context["nodes"])
+        return flag_injection(str(render(template, context)))
 
     def key(self, node_id: str, *parts: object) -> str:
         n = self.state.node(node_id)

@@ -97,10 +97,14 @@ class WarmPoolSandbox:
         req = build_request(code, files, argv, stdin, input_json, limits,
                             self.cold.runtime.python)
         entry = self._claim()
-        self._refill()
-        if entry is None:
-            return await self.cold.execute(req)
-        return await self._execute(entry, req, in_process=argv is None)
+        try:
+            if entry is None:
+                return await self.cold.execute(req)
+            return await self._execute(entry, req, in_process=argv is None)
+        finally:
+            # Refill after, not during, the execution: starting a sandbox forks this
+            # process and competes for CPU with the run being timed.
+            self._refill()
 
     def _claim(self) -> _Entry | None:
         while self._ready:

@@ -6,7 +6,6 @@ from typing import Any
 
 from bastion.engine.context import RunContext
 from bastion.spec.models import RoutineNode
-from bastion.spec.templates import render
 from bastion.state import events as ev
 
 
@@ -28,7 +27,7 @@ async def ask_model(ctx: RunContext, node_id: str, agent_name: str, prompt: str,
 
 
 async def run_routine(ctx: RunContext, node: RoutineNode, attempt: int) -> Any:
-    prompt = str(render(node.action, ctx.template_context(node)))
+    prompt = ctx.prompt(node, node.action)
     # a re-run after invalidation is a new question: the scripted model answers its next entry
     call = ctx.state.node(node.id).model_calls + 1
     return await ask_model(ctx, node.id, node.agent, prompt, node.output, call,

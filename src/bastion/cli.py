@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
-import sys
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -235,4 +234,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -170,9 +170,35 @@ async def spawn(argv: list[str], *, limits: SandboxLimits, cg: ExecCgroup | None
             os.close(fd)
 
 
+def signal_all(cg: ExecCgroup | None) -> None:
+    """Send SIGKILL to every process of the run once, without waiting for them to exit."""
+    if cg is None:
+        return
+    for pid in cg.pids():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+async def _early_exit(status: asyncio.StreamReader, readers: list[asyncio.Future[bytes]]) -> int:
+    """The zygote's exit code, once it is reported and both output streams are closed."""
+    line = await status.readline()
+    if not line.strip():
+        await asyncio.Event().wait()  # exec'd or died without reporting: wait for the exit
+    await asyncio.gather(*readers)
+    return int(line)
+
+
 async def collect(proc: asyncio.subprocess.Process, *, limits: SandboxLimits,
-                  cg: ExecCgroup | None, stdin: bytes | None, t0: float) -> Outcome:
-    """Feed stdin, read capped output, enforce the wall clock, then kill what is left."""
+                  cg: ExecCgroup | None, stdin: bytes | None, t0: float,
+                  status: asyncio.StreamReader | None = None) -> Outcome:
+    """Feed stdin, read capped output, enforce the wall clock, then kill what is left.
+
+    With `status` (warm pool), a reported exit code plus EOF on stdout and stderr ends
+    the run: everything is sent SIGKILL at once and the caller reaps in the background,
+    so the namespace teardown is not on the caller's clock.
+    """
     overflow = asyncio.Event()
     timed_out = False
     readers = [
@@ -182,21 +208,28 @@ async def collect(proc: asyncio.subprocess.Process, *, limits: SandboxLimits,
     feeder = asyncio.ensure_future(_feed(proc, stdin))
     waiter = asyncio.ensure_future(proc.wait())
     flood = asyncio.ensure_future(overflow.wait())
+    early = asyncio.ensure_future(_early_exit(status, readers)) if status is not None else None
     try:
         remaining = limits.timeout - (time.monotonic() - t0)
-        done, _ = await asyncio.wait({waiter, flood}, timeout=max(remaining, 0),
+        done, _ = await asyncio.wait({waiter, flood} | ({early} if early else set()),
+                                     timeout=max(remaining, 0),
                                      return_when=asyncio.FIRST_COMPLETED)
         if not done:
             timed_out = True
         duration = (time.monotonic() - t0) * 1000
+        if early is not None and early in done and not overflow.is_set():
+            signal_all(cg)
+            outs = [r.result() for r in readers]
+            return Outcome(early.result(), outs[0], outs[1], False,
+                           "memory" if cg is not None and cg.oom_killed() else None, duration)
         # The main process is gone (or must go): nothing else of the run may survive it.
         await asyncio.to_thread(_kill_tree, proc, cg)
         returncode = await proc.wait()
         outs = await asyncio.wait_for(asyncio.gather(*readers), timeout=5)
     finally:
-        for task in (*readers, feeder, flood, waiter):
+        for task in (*readers, feeder, flood, waiter, *([early] if early else [])):
             task.cancel()
-        if proc.returncode is None:
+        if proc.returncode is None and early is None:
             await asyncio.to_thread(_kill_tree, proc, cg)
     reason: str | None = None
     if overflow.is_set():

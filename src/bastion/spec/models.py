@@ -35,9 +35,11 @@ class AgentSpec(_Strict):
     scopes: list[str] = Field(default_factory=list)
 
 
+Layer = Literal["network", "pids", "memory", "filesystem", "seccomp"]
+
+
 class SandboxSpec(_Strict):
-    require: list[Literal["network", "pids", "memory", "filesystem", "seccomp"]] = Field(
-        default_factory=lambda: ["network", "pids", "memory", "filesystem"])
+    require: list[Layer] = Field(default_factory=lambda: list[Layer](["network", "pids", "memory", "filesystem"]))
 
 
 class _NodeBase(_Strict):

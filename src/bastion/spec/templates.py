@@ -47,14 +47,15 @@ def references(template: str) -> Iterator[tuple[str, str | None]]:
     """
     tree = _ENV.parse(template)
     seen_names: set[int] = set()
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        target = node.node
+    for access in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        target = getattr(access, "node", None)
         if isinstance(target, nodes.Name):
             seen_names.add(id(target))
-            if isinstance(node, nodes.Getattr):
-                yield target.name, node.attr
-            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                yield target.name, node.arg.value
+            if isinstance(access, nodes.Getattr):
+                yield target.name, access.attr
+            elif isinstance(access, nodes.Getitem) and isinstance(access.arg, nodes.Const) \
+                    and isinstance(access.arg.value, str):
+                yield target.name, access.arg.value
             else:
                 yield target.name, None
     for name in tree.find_all(nodes.Name):

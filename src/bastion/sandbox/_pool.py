@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,15 @@ class _Entry:
     proc: asyncio.subprocess.Process
     cg: ExecCgroup | None
     layers: list[str]
+    status: asyncio.StreamReader  # the zygote reports its exit code here
+
+
+async def _status_reader(fd: int) -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                 os.fdopen(fd, "rb", buffering=0))
+    return reader
 
 
 class WarmPoolSandbox:
@@ -65,20 +75,23 @@ class WarmPoolSandbox:
         cg: ExecCgroup | None = None
         try:
             cg = self.cold._cgroup(_PARKED)
-            req = Request({}, [self.cold.runtime.python, "-I", "-c", _ZYGOTE], None, _PARKED)
+            status_r, status_w = os.pipe()
+            status = await _status_reader(status_r)
+            req = Request({}, [self.cold.runtime.python, "-I", "-c", _ZYGOTE, str(status_w)],
+                          None, _PARKED)
             from bastion.sandbox import _seccomp
 
             sfd = _seccomp.program_fd() if self.cold.use_seccomp else None
             argv = bwrap_argv(self.cold.bwrap, self.cold.runtime, req, file_fds={},
                               seccomp_fd=sfd)
             proc = await spawn(argv, limits=_PARKED, cg=cg,
-                               pass_fds=(sfd,) if sfd is not None else (),
+                               pass_fds=(status_w,) + ((sfd,) if sfd is not None else ()),
                                drop_uid=self.cold.drop_uid)
             assert proc.stdout is not None
             ready = await asyncio.wait_for(proc.stdout.readexactly(1), timeout=30)
             if ready != b"\x01" or self._closed:
                 raise SandboxError("warm sandbox did not start")
-            self._ready.append(_Entry(proc, cg, self.cold.run_layers(cg)))
+            self._ready.append(_Entry(proc, cg, self.cold.run_layers(cg), status))
             cg = None
         except (OSError, SandboxError, asyncio.TimeoutError, asyncio.IncompleteReadError):
             pass  # run() falls back to a cold sandbox; the next refill tries again
@@ -106,6 +119,14 @@ class WarmPoolSandbox:
             # process and competes for CPU with the run being timed.
             self._refill()
 
+    @staticmethod
+    async def _reap(entry: _Entry) -> None:
+        if entry.cg is not None:
+            await asyncio.to_thread(entry.cg.destroy)
+        with contextlib.suppress(ProcessLookupError):
+            entry.proc.kill()
+        await entry.proc.wait()
+
     def _claim(self) -> _Entry | None:
         while self._ready:
             entry = self._ready.pop(0)
@@ -128,23 +149,24 @@ class WarmPoolSandbox:
                 "argv": None if in_process else req.argv,
             }).encode()
             out = await collect(entry.proc, limits=req.limits, cg=entry.cg,
-                                stdin=len(body).to_bytes(8, "big") + body, t0=t0)
+                                stdin=len(body).to_bytes(8, "big") + body, t0=t0,
+                                status=entry.status)
         finally:
-            if entry.cg is not None:
-                await asyncio.to_thread(entry.cg.destroy)
+            # Every process already got SIGKILL; reaping and rmdir need not delay the caller.
+            task = asyncio.ensure_future(self._reap(entry))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return ExecResult(out.returncode, decode(out.stdout), decode(out.stderr),
                           out.timed_out, out.killed_reason, round(out.duration_ms, 3),
                           entry.layers)
 
     async def aclose(self) -> None:
         self._closed = True
-        for task in list(self._tasks):
-            task.cancel()
+        for task in list(self._tasks):  # reaps finish; refills are abandoned
+            if task.get_coro().__name__ == "_start_one":  # type: ignore[union-attr]
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for entry in self._ready:
-            if entry.cg is not None:
-                await asyncio.to_thread(entry.cg.destroy)
-            with contextlib.suppress(ProcessLookupError):
-                entry.proc.kill()
-            await entry.proc.wait()
+            await self._reap(entry)
         self._ready.clear()
         await self.cold.aclose()

@@ -53,7 +53,6 @@ def _serve() -> None:
         os.execvp(argv[0], argv)
     sys.stdin = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)
     sys.argv = ["main.py"]
-    del sys.argv[1:]
     sys.path.insert(0, os.getcwd())
     code = 0
     try:

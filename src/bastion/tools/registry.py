@@ -93,8 +93,10 @@ class ToolRegistry:
 def _resolve(name: str, target: str, base_dir: Path) -> Tool:
     module_name, _, attr = target.partition(":")
     folder = str(base_dir)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
+    if folder in sys.path:
+        sys.path.remove(folder)
+    sys.path.insert(0, folder)  # the workflow's own folder wins over anything else on the path
+    _forget_if_shadowed(module_name, base_dir)
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
@@ -109,3 +111,16 @@ def _resolve(name: str, target: str, base_dir: Path) -> Tool:
     params = inspect.signature(obj).parameters
     return Tool(name, target, obj, _args_model(name, obj), IDEMPOTENCY_PARAM in params,
                 inspect.iscoroutinefunction(obj))
+
+
+def _forget_if_shadowed(module_name: str, base_dir: Path) -> None:
+    """Two workflows in one process may each ship a `tools.py`: import this folder's one."""
+    top = module_name.split(".")[0]
+    cached = sys.modules.get(top)
+    local = base_dir / top
+    if cached is None or not (local.with_suffix(".py").exists() or (local / "__init__.py").exists()):
+        return
+    cached_file = getattr(cached, "__file__", None) or ""
+    if not Path(cached_file).resolve().is_relative_to(base_dir.resolve()):
+        for name in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
+            del sys.modules[name]

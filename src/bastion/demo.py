@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from bastion.engine import load_run, result_of, resume_run, start_run
 from bastion.errors import UserError
@@ -22,7 +23,7 @@ from bastion.spec import load_spec
 from bastion.state import events as ev
 from bastion.state import open_store
 
-console = Console()
+console = Console(highlight=False)
 
 
 def example_dir() -> Path:
@@ -66,7 +67,7 @@ def _narrate(store: Any, run_id: str, status: str, out_dir: Path) -> None:
     console.print(f"\n[bold]run {run_id}[/] — what the event log recorded:")
     for record in store.events(run_id):
         e = record.event
-        line = _describe(e)
+        line = _describe(e)  # user text inside is escaped there
         if line:
             console.print("  " + line)
     colour = "green" if status == "succeeded" else "red"
@@ -82,19 +83,19 @@ def _describe(e: ev.Event) -> str | None:
         tag = " [dim](scripted model)[/]" if e.model == "scripted" else ""
         return f"[green]✓[/] {e.node}{tag}"
     if isinstance(e, ev.NodeFailed):
-        return f"[red]✗[/] {e.node} attempt {e.attempt}: {e.error}"
+        return f"[red]✗[/] {e.node} attempt {e.attempt}: {escape(e.error)}"
     if isinstance(e, ev.SandboxExecuted):
         layers = ", ".join(e.result.get("layers", []))
         return f"  sandbox ran the mapper: exit {e.result.get('exit_code')} (layers: {layers})"
     if isinstance(e, ev.ToolCallFinished) and isinstance(e.result, dict) and "status" in e.result:
         body = e.result.get("body")
-        return f"  POST /users → {e.result['status']}" + (f" {json.dumps(body)[:120]}" if body else "")
+        return f"  POST /users → {e.result['status']}" + (f" {escape(json.dumps(body)[:120])}" if body else "")
     if isinstance(e, ev.ArtifactWritten):
-        return f"[cyan]↻[/] {e.by} rewrote {e.artifact} → version {e.version}: {e.rationale[:140]}"
+        return f"[cyan]↻[/] {e.by} rewrote {e.artifact} → version {e.version}: {escape(e.rationale[:140])}"
     if isinstance(e, ev.NodeInvalidated):
-        return f"[yellow]⟲[/] {e.node} invalidated: {e.reason}"
+        return f"[yellow]⟲[/] {e.node} invalidated: {escape(e.reason)}"
     if isinstance(e, ev.ApprovalRequested):
-        return f"[magenta]?[/] {e.node}: {e.message}"
+        return f"[magenta]?[/] {e.node}: {escape(e.message)}"
     if isinstance(e, ev.ApprovalDecided):
         return f"[magenta]{'approved' if e.approved else 'denied'}[/] {e.node} by {e.by}"
     return None

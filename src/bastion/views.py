@@ -10,6 +10,7 @@ from typing import Any, Awaitable, TypeVar
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from bastion.engine.runner import RunResult
@@ -18,7 +19,7 @@ from bastion.state.projection import RunState
 T = TypeVar("T")
 _STYLE = {"succeeded": "green", "failed": "red", "skipped": "yellow", "waiting": "magenta",
           "running": "cyan", "cancelled": "red", "pending": "dim"}
-console = Console()
+console = Console(highlight=False)
 
 
 async def with_progress(work: Awaitable[T], store: Any, run_id: str, spec: Any, enabled: bool) -> T:
@@ -59,7 +60,7 @@ def print_result(result: RunResult, state: RunState) -> None:
     for col in ("node", "status", "attempts", "started", "finished", "output / error"):
         table.add_column(col, overflow="fold")
     for node_id, n in result.nodes.items():
-        shown = n.error if n.error else _preview(n.output)
+        shown = escape(n.error if n.error else _preview(n.output))
         if n.model == "scripted":
             shown = "[dim](scripted)[/dim] " + shown
         table.add_row(node_id, f"[{_STYLE.get(n.status, '')}]{n.status}", str(n.attempts),
@@ -67,13 +68,13 @@ def print_result(result: RunResult, state: RunState) -> None:
     console.print(table)
     for approval in state.approvals.values():
         if approval.approved is None:
-            console.print(f"[magenta]waiting[/]: {approval.node}: {approval.message}\n"
+            console.print(f"[magenta]waiting[/]: {approval.node}: {escape(approval.message)}\n"
                           f"  bastion approve {result.run_id} {approval.node} --by NAME   "
                           f"(or deny), then bastion resume {result.run_id}")
         else:
             verdict = "approved" if approval.approved else "denied"
             console.print(f"{approval.node}: {verdict} by {approval.by}"
-                          + (f" ({approval.reason})" if approval.reason else ""))
+                          + (f" ({escape(approval.reason)})" if approval.reason else ""))
     console.print(f"run {result.run_id} [{_STYLE.get(result.status, '')}]{result.status}[/]")
 
 
@@ -95,5 +96,5 @@ def print_approvals(pending: list[dict[str, Any]]) -> None:
     for col in ("run", "workflow", "node", "message"):
         table.add_column(col, overflow="fold")
     for p in pending:
-        table.add_row(p["run_id"], p["workflow"], p["node"], p["message"])
+        table.add_row(p["run_id"], p["workflow"], p["node"], escape(p["message"]))
     console.print(table)

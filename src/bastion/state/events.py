@@ -162,6 +162,7 @@ class ModelCalled(Event):
     output_tokens: int
     key: str = ""
     output: Any = None  # recorded so a resumed run reuses the answer instead of asking again
+    error: str = ""     # the answer did not validate; the node's retry asks again
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,7 @@ class RunState:
             self.tool_in_flight.pop(e.key, None)
         elif isinstance(e, ev.ModelCalled):
             self.node(e.node).model_calls += 1
-            if e.key:
+            if e.key and not e.error:
                 self.model_results[e.key] = e.output
         elif isinstance(e, ev.ArtifactWritten):
             n = self.node(e.artifact)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.engine.context import RunContext
+from bastion.errors import ModelOutputError
 from bastion.spec.models import RoutineNode
 from bastion.state import events as ev
 
@@ -18,9 +19,13 @@ async def ask_model(ctx: RunContext, node_id: str, agent_name: str, prompt: str,
 
     model = ctx.model_for(agent_name)
     responses = ctx.responses() if model == "scripted" else None
-    reply = await call_model(model=model, persona=ctx.spec.agents[agent_name].persona, prompt=prompt,
-                             output_schema=output_schema, node_id=node_id, attempt=attempt,
-                             responses=responses)
+    try:
+        reply = await call_model(model=model, persona=ctx.spec.agents[agent_name].persona, prompt=prompt,
+                                 output_schema=output_schema, node_id=node_id, attempt=attempt,
+                                 responses=responses)
+    except ModelOutputError as exc:
+        ctx.emit([ev.ModelCalled(node_id, attempt, model, model == "scripted", 0, 0, key, None, str(exc))])
+        raise
     ctx.emit([ev.ModelCalled(node_id, attempt, reply.model, reply.scripted, reply.input_tokens,
                              reply.output_tokens, key, reply.output)])
     return reply.output

@@ -89,3 +89,32 @@ def test_cancel_a_waiting_run(tmp_path: Path) -> None:
     assert cli("cancel", run_id, env=env).returncode == 0
     assert json.loads(cli("show", run_id, "--json", env=env).stdout)["status"] == "cancelled"
     assert cli("resume", run_id, env=env).returncode == 1
+
+
+def test_resume_refuses_while_another_process_executes_the_run(tmp_path: Path) -> None:
+    import subprocess
+    import time
+
+    from tests.conftest import BASTION
+
+    shutil.copy(HERE / "fx_tools.py", tmp_path / "fx_tools.py")
+    wf = write(tmp_path, "slow.yaml", """
+        name: slow
+        tools: {sleep: {python: "fx_tools:async_sleep"}}
+        nodes: [{id: nap, type: tool, tool: sleep, args: {seconds: 20}}]
+    """)
+    env = {"BASTION_STORE": f"sqlite:///{tmp_path}/b.db"}
+    import os
+    proc = subprocess.Popen([*BASTION, "run", str(wf)], env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            runs = json.loads(cli("runs", "--json", env=env).stdout)["runs"]
+            if runs:
+                break
+            time.sleep(0.1)
+        second = cli("resume", runs[0]["run_id"], env=env)
+        assert second.returncode == 2 and f"being executed by process {proc.pid}" in second.stderr
+    finally:
+        proc.kill()
+        proc.wait()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -84,7 +85,8 @@ async def start_run(loaded: LoadedSpec, store: Store, inputs: dict[str, Any] | N
                     model: str | None = None, run_id: str | None = None) -> RunState:
     values = coerce_inputs(loaded.spec, inputs or {})
     run_id = run_id or uuid.uuid4().hex[:12]
-    first = ev.RunStarted(loaded.spec.name, loaded.text, str(loaded.path), str(loaded.base_dir), values, model)
+    first = ev.RunStarted(loaded.spec.name, loaded.text, str(loaded.path), str(loaded.base_dir), values, model,
+                          os.getpid(), socket.gethostname())
     record = store.create_run(run_id, loaded.spec.name, first)
     state = RunState(run_id)
     state.apply(record)
@@ -103,6 +105,26 @@ async def resume_run(store: Store, run_id: str) -> RunState:
     state, spec = load_run(store, run_id)
     if state.status in ("succeeded", "failed", "cancelled"):
         return state
-    for record in store.append(run_id, [ev.RunResumed(os.getpid())]):
+    host, pid = state.owner
+    if state.status == "running" and host == socket.gethostname() and pid != os.getpid() and _alive(pid):
+        raise UserError(f"run {run_id} is being executed by process {pid}; wait for it, "
+                        f"or `bastion cancel {run_id}`")
+    for record in store.append(run_id, [ev.RunResumed(os.getpid(), socket.gethostname())]):
         state.apply(record)
     return await Scheduler(store, run_id, spec, state).run()
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped by its parent) is not executing anything
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True

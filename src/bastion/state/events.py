@@ -53,12 +53,15 @@ class RunStarted(Event):
     base_dir: str
     inputs: dict[str, Any]
     model_override: str | None = None
+    pid: int = 0    # the process executing the run, so a second `resume` can refuse
+    host: str = ""
 
 
 @dataclass(frozen=True)
 class RunResumed(Event):
     kind: ClassVar[str] = "run_resumed"
     pid: int
+    host: str = ""
 
 
 @dataclass(frozen=True)

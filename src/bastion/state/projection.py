@@ -54,6 +54,7 @@ class RunState:
     created_at: float = 0.0
     finished_at: float | None = None
     cancel_requested: bool = False
+    owner: tuple[str, int] = ("", 0)  # (host, pid) of the process that last executed the run
     nodes: dict[str, NodeState] = field(default_factory=dict)
     tool_results: dict[str, Any] = field(default_factory=dict)      # idempotency key -> result
     tool_in_flight: dict[str, str] = field(default_factory=dict)     # key -> node
@@ -81,9 +82,9 @@ class RunState:
         if isinstance(e, ev.RunStarted):
             self.workflow, self.spec_text, self.spec_path = e.workflow, e.spec_text, e.spec_path
             self.base_dir, self.inputs, self.model_override = e.base_dir, e.inputs, e.model_override
-            self.created_at, self.status = at, "running"
+            self.created_at, self.status, self.owner = at, "running", (e.host, e.pid)
         elif isinstance(e, ev.RunResumed):
-            self.status = "running"
+            self.status, self.owner = "running", (e.host, e.pid)
         elif isinstance(e, ev.RunWaiting):
             self.status = "waiting"
         elif isinstance(e, ev.RunCancelRequested):

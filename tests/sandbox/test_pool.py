@@ -1,0 +1,38 @@
+"""The warm pool: same contract and layers as a cold sandbox, one execution per sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bastion.sandbox import Sandbox
+
+
+async def test_warm_runs_and_isolates(warm: Sandbox) -> None:
+    await asyncio.sleep(0.5)  # let the pool start
+    r = await warm.run("open('/tmp/leak', 'w').write('1')\nimport sys\nprint(sys.stdin.read())",
+                       stdin="in")
+    assert r.exit_code == 0 and r.stdout == "in\n", r.stderr
+    assert {"network", "pids", "memory", "filesystem", "seccomp"} <= set(r.layers)
+    await asyncio.sleep(0.3)
+    r = await warm.run("import os; print(os.listdir('/tmp'), os.listdir('.'))",
+                       files={"a.txt": "x"})
+    assert r.stdout == "[] ['main.py', 'a.txt']\n" or r.stdout == "[] ['a.txt', 'main.py']\n"
+
+
+async def test_warm_errors_exit_codes_and_limits(warm: Sandbox) -> None:
+    await asyncio.sleep(0.5)
+    r = await warm.run("import sys; print('x'); sys.exit(4)")
+    assert (r.exit_code, r.stdout) == (4, "x\n")
+    r = await warm.run("raise KeyError('k')")
+    assert r.exit_code == 1 and "KeyError" in r.stderr and "_zygote" not in r.stderr
+    r = await warm.run("while True: pass", timeout=0.5)
+    assert r.killed_reason == "timeout"
+    r = await warm.run("b = []\nwhile True:\n    b.append(bytearray(8 << 20))", memory_mb=64)
+    assert r.killed_reason == "memory"
+
+
+async def test_warm_argv_and_cold_fallback(warm: Sandbox) -> None:
+    results = await asyncio.gather(*(warm.run("print(1)") for _ in range(5)))  # > pool size
+    assert all(r.stdout == "1\n" for r in results)
+    r = await warm.run(argv=["python3", "-c", "print(2)"])
+    assert r.stdout == "2\n"

@@ -64,7 +64,7 @@ def build_request(code: str | None, files: dict[str, str] | None, argv: list[str
     if argv is None:
         if code is None:
             raise SandboxError("run() needs `code` or `argv`")
-        run_argv = [python, "-I", "main.py"]
+        run_argv = [python, "-E", "-s", "main.py"]  # not -I: main.py may import its siblings
     else:
         if not argv or not all(isinstance(a, str) and "\x00" not in a for a in argv):
             raise SandboxError("argv must be a non-empty list of strings")

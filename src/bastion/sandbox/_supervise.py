@@ -93,7 +93,8 @@ async def _read_capped(stream: asyncio.StreamReader | None, cap: int,
             return bytes(buf)
         room = cap - len(buf)
         if room <= 0:
-            continue  # over the cap: the run is being killed; drain to EOF, keep nothing
+            on_overflow()  # over the cap: the run is being killed; drain to EOF, keep nothing
+            continue
         buf += chunk[:room]
         if len(chunk) > room:
             on_overflow()

@@ -16,7 +16,7 @@ import os
 import resource
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bastion.sandbox._cgroup import ExecCgroup
@@ -182,7 +182,8 @@ def signal_all(cg: ExecCgroup | None) -> None:
             pass
 
 
-async def _early_exit(status: asyncio.StreamReader, readers: list[asyncio.Future[bytes]]) -> int:
+async def _early_exit(status: asyncio.StreamReader,
+                      readers: Sequence[asyncio.Future[bytes]]) -> int:
     """The zygote's exit code, once it is reported and both output streams are closed."""
     line = await status.readline()
     if not line.strip():

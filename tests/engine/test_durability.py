@@ -47,16 +47,34 @@ def _start(args: list[str], store: str) -> subprocess.Popen[bytes]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def _event_count(db: Path) -> int:
+    import sqlite3
+
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
 def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
     rng = random.Random(20261122)
-    store = f"sqlite:///{tmp_path}/b.db"
+    db = tmp_path / "b.db"
+    store = f"sqlite:///{db}"
     effects = tmp_path / "effects.jsonl"
     wf = _workflow(tmp_path, effects)
     kills = 0
     proc = _start(["run", str(wf), "--json"], store)
     run_id = None
-    for round_ in range(40):
-        time.sleep(rng.uniform(0.45, 0.9))  # the CLI itself takes ~0.5 s to start
+    for _ in range(60):
+        # let this process make some progress (new events), then kill it at a random moment
+        seen = _event_count(db)
+        deadline = time.monotonic() + 20
+        while _event_count(db) <= seen and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.choice([0.0, rng.uniform(0.0, 0.25)]))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
@@ -72,7 +90,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
             break
         proc = _start(["resume", run_id], store)
     else:
-        raise AssertionError("the run did not complete after 40 kill/resume rounds")
+        raise AssertionError("the run did not complete after 60 kill/resume rounds")
     assert kills >= 3, "the test should have killed the run several times"
 
     result = json.loads(cli("show", run_id, "--json", env={"BASTION_STORE": store}).stdout)

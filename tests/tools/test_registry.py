@@ -16,7 +16,7 @@ def test_schema_comes_from_type_hints_and_hides_the_idempotency_key(tmp_path: Pa
         def refund(order_id: str, amount: float, idempotency_key: str, note: str = "") -> dict:
             return {"order_id": order_id, "amount": amount, "key": idempotency_key}
     """)
-    tool = ToolRegistry({"refund": "t_schema:refund"}, tmp_path).get("refund")
+    tool = ToolRegistry({"refund": "t_schema:refund"}, set(), tmp_path).get("refund")
     schema = tool.input_schema()
     assert set(schema["properties"]) == {"order_id", "amount", "note"}
     assert schema["required"] == ["order_id", "amount"]
@@ -30,7 +30,7 @@ async def test_arguments_are_validated_before_the_call(tmp_path: Path) -> None:
             CALLS.append(order_id)
             return amount
     """)
-    tool = ToolRegistry({"refund": "t_valid:refund"}, tmp_path).get("refund")
+    tool = ToolRegistry({"refund": "t_valid:refund"}, set(), tmp_path).get("refund")
     assert await tool.invoke({"order_id": "o1", "amount": "12.5"}, "k") == 12.5
     with pytest.raises(ToolError, match="amount"):
         await tool.invoke({"order_id": "o1", "amount": "lots"}, "k")
@@ -44,8 +44,8 @@ def test_each_workflow_folder_imports_its_own_module(tmp_path: Path) -> None:
     for name, value in [("one", 1), ("two", 2)]:
         (tmp_path / name).mkdir()
         write(tmp_path / name, "shared_tools.py", f"def which() -> int:\n    return {value}\n")
-    first = ToolRegistry({"w": "shared_tools:which"}, tmp_path / "one").get("w")
-    second = ToolRegistry({"w": "shared_tools:which"}, tmp_path / "two").get("w")
+    first = ToolRegistry({"w": "shared_tools:which"}, set(), tmp_path / "one").get("w")
+    second = ToolRegistry({"w": "shared_tools:which"}, set(), tmp_path / "two").get("w")
     assert (first.func(), second.func()) == (1, 2)
 
 
@@ -56,4 +56,4 @@ def test_each_workflow_folder_imports_its_own_module(tmp_path: Path) -> None:
 ])
 def test_unresolvable_tools_are_user_errors(tmp_path: Path, target: str, needle: str) -> None:
     with pytest.raises(UserError, match=needle):
-        ToolRegistry({"t": target}, tmp_path).get("t")
+        ToolRegistry({"t": target}, set(), tmp_path).get("t")

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 from bastion.errors import BastionError, ToolError
 from bastion.state import events as ev
 from bastion.state.projection import RunState
 from bastion.tools import ToolRegistry
 
-Emit = Callable[[Sequence[ev.Event]], None]
+Commit = Callable[[Sequence[ev.Event]], Awaitable[None]]
+Defer = Callable[[Sequence[ev.Event]], None]
 
 
 def idempotency_key(run_id: str, node: str, *parts: object) -> str:
@@ -28,10 +29,11 @@ def idempotency_key(run_id: str, node: str, *parts: object) -> str:
 
 
 class Gate:
-    def __init__(self, state: RunState, registry: ToolRegistry, emit: Emit) -> None:
+    def __init__(self, state: RunState, registry: ToolRegistry, commit: Commit, defer: Defer) -> None:
         self._state = state
         self._registry = registry
-        self._emit = emit
+        self._commit = commit   # durable before the effect: a crash after it means "in flight"
+        self._defer = defer     # the result rides with the node's next event
 
     async def call_tool(self, node: str, tool_name: str, args: dict[str, Any], key: str,
                         scopes: list[str] | None = None) -> Any:
@@ -40,23 +42,30 @@ class Gate:
         tool = self._registry.get(tool_name)
         if scopes is not None and scopes and f"tool:{tool_name}" not in scopes and "tool:*" not in scopes:
             raise ToolError(f"agent scopes {scopes} do not allow tool '{tool_name}' (add 'tool:{tool_name}')")
-        self._emit([ev.ToolCallStarted(node, tool_name, key, _json_safe(args))])
+        await self._commit([ev.ToolCallStarted(node, tool_name, key, _json_safe(args))])
         try:
             result = await tool.invoke(args, key)
             result = _json_safe(result, strict=True)
         except BastionError as exc:
-            self._emit([ev.ToolCallFailed(node, key, str(exc))])
+            self._defer([ev.ToolCallFailed(node, key, str(exc))])
             raise
         except Exception as exc:  # a tool's own failure is recorded, then fails the node
             message = f"tool '{tool_name}' raised {type(exc).__name__}: {exc}"
-            self._emit([ev.ToolCallFailed(node, key, message)])
+            self._defer([ev.ToolCallFailed(node, key, message)])
             raise ToolError(message) from exc
-        self._emit([ev.ToolCallFinished(node, key, result)])
+        # Deferred: if the process dies before the node's next event is written, the call
+        # counts as in flight and is retried with the same idempotency key.
+        self._defer([ev.ToolCallFinished(node, key, result)])
         return result
+
+
+_SCALARS = (str, int, float, bool, type(None))
 
 
 def _json_safe(value: Any, strict: bool = False) -> Any:
     """Results go into the JSON log; a result that is not JSON fails loudly (strict)."""
+    if isinstance(value, _SCALARS):
+        return value
     try:
         return json.loads(json.dumps(value))
     except (TypeError, ValueError) as exc:

@@ -26,6 +26,9 @@ class ToolSpec(_Strict):
     python: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$",
                         description="module:callable, importable from the workflow's folder")
     description: str | None = None
+    inline: bool = Field(default=False, description=(
+        "call a sync tool in the event loop instead of a worker thread: only for fast, "
+        "non-blocking tools (a blocking inline tool stalls every other node)"))
 
 
 class AgentSpec(_Strict):

@@ -7,10 +7,11 @@ versions are projections of these events (see projection.py).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 _KINDS: dict[str, type["Event"]] = {}
+_FIELDS: dict[type["Event"], list[str]] = {}
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,9 @@ class Event:
             _KINDS[cls.kind] = cls
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), default=_jsonable)
+        # a shallow dict: values are already JSON data (asdict would deep-copy them)
+        names = _FIELDS.get(type(self)) or _FIELDS.setdefault(type(self), [f.name for f in fields(self)])
+        return json.dumps({n: getattr(self, n) for n in names}, separators=(",", ":"), default=_jsonable)
 
 
 def _jsonable(value: Any) -> Any:

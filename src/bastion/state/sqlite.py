@@ -19,7 +19,7 @@ from bastion.state.store import Recorded, RunSummary
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
   run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, status TEXT NOT NULL,
-  created_at REAL NOT NULL, updated_at REAL NOT NULL, last_seq INTEGER NOT NULL);
+  created_at REAL NOT NULL, updated_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
   run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, at REAL NOT NULL,
   data TEXT NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT ROWID;
@@ -60,7 +60,7 @@ class SQLiteStore:
     def create_run(self, run_id: str, workflow: str, first: Event) -> Recorded:
         now = time.time()
         with self._tx():
-            self._db.execute("INSERT INTO runs VALUES (?,?,?,?,?,0)", (run_id, workflow, "running", now, now))
+            self._db.execute("INSERT INTO runs VALUES (?,?,?,?,?)", (run_id, workflow, "running", now, now))
             return self._insert(run_id, [first], now)[0]
 
     def append(self, run_id: str, events: Sequence[Event]) -> list[Recorded]:
@@ -71,24 +71,25 @@ class SQLiteStore:
             return self._insert(run_id, events, now)
 
     def _insert(self, run_id: str, events: Sequence[Event], now: float) -> list[Recorded]:
-        row = self._db.execute("SELECT last_seq FROM runs WHERE run_id=?", (run_id,)).fetchone()
-        if row is None:
+        # the primary key makes "last seq of this run" an index lookup; the runs row is
+        # touched only when the run's status changes
+        row = self._db.execute("SELECT seq FROM events WHERE run_id=? ORDER BY seq DESC LIMIT 1",
+                               (run_id,)).fetchone()
+        if row is None and not self._has_run(run_id):
             raise UnknownRunError(f"run {run_id!r} is not in the store {self.url}")
-        seq = row[0]
-        out = []
+        first = (row[0] if row else 0) + 1
+        out = [Recorded(run_id, first + i, now, event) for i, event in enumerate(events)]
+        self._db.executemany("INSERT INTO events VALUES (?,?,?,?,?)",
+                             [(run_id, r.seq, r.event.kind, now, r.event.to_json()) for r in out])
         status = None
         for event in events:
-            seq += 1
-            self._db.execute("INSERT INTO events VALUES (?,?,?,?,?)",
-                             (run_id, seq, event.kind, now, event.to_json()))
-            out.append(Recorded(run_id, seq, now, event))
             status = event.status if isinstance(event, RunFinished) else _STATUS_OF.get(type(event), status)
-        if status is None:
-            self._db.execute("UPDATE runs SET last_seq=?, updated_at=? WHERE run_id=?", (seq, now, run_id))
-        else:
-            self._db.execute("UPDATE runs SET last_seq=?, updated_at=?, status=? WHERE run_id=?",
-                             (seq, now, status, run_id))
+        if status is not None:
+            self._db.execute("UPDATE runs SET updated_at=?, status=? WHERE run_id=?", (now, status, run_id))
         return out
+
+    def _has_run(self, run_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is not None
 
     def _tx(self) -> "_Transaction":
         return _Transaction(self._db, self._lock)
@@ -102,7 +103,7 @@ class SQLiteStore:
 
     def has_run(self, run_id: str) -> bool:
         with self._lock:
-            return self._db.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is not None
+            return self._has_run(run_id)
 
     def runs(self, limit: int = 100) -> list[RunSummary]:
         with self._lock:

@@ -31,6 +31,7 @@ class Tool:
     args_model: type[BaseModel]
     takes_idempotency_key: bool
     is_async: bool
+    inline: bool = False
 
     def input_schema(self) -> dict[str, Any]:
         """JSON schema of the arguments a caller supplies (the idempotency key excluded)."""
@@ -53,6 +54,8 @@ class Tool:
         values = {name: getattr(model, name) for name in type(model).model_fields}
         if self.is_async:
             return await self.func(**values)
+        if self.inline:
+            return self.func(**values)
         return await asyncio.to_thread(self.func, **values)
 
 
@@ -76,8 +79,9 @@ def _args_model(name: str, func: Callable[..., Any]) -> type[BaseModel]:
 class ToolRegistry:
     """Resolves the workflow's declared tools once, with errors that say what to fix."""
 
-    def __init__(self, declared: dict[str, str], base_dir: Path) -> None:
+    def __init__(self, declared: dict[str, str], inline: set[str], base_dir: Path) -> None:
         self._declared = declared
+        self._inline = inline
         self._base_dir = base_dir
         self._tools: dict[str, Tool] = {}
 
@@ -87,6 +91,7 @@ class ToolRegistry:
             if name not in self._declared:
                 raise UserError(f"tool '{name}' is not declared under tools")
             tool = self._tools[name] = _resolve(name, self._declared[name], self._base_dir)
+            tool.inline = name in self._inline
         return tool
 
 

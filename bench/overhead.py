@@ -92,7 +92,7 @@ def bastion_yaml(shape: str, n: int) -> str:
     lines = [f"name: bench_{shape}_{n}", 'version: "1"']
     if shape == "fanout":
         lines.append(f"concurrency: {max(8, n)}")
-    lines += ["tools:", '  noop: {python: "noop_tools:noop"}', "nodes:"]
+    lines += ["tools:", '  noop: {python: "noop_tools:noop", inline: true}', "nodes:"]
     if shape == "chain":
         for i in range(n):
             deps = f", depends_on: [n{i - 1}]" if i else ""

@@ -50,8 +50,8 @@ class SQLiteStore:
                 raise UserError(f"store {url!r}: cannot create its folder: {exc}") from None
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA synchronous=NORMAL")  # first, so creating the schema is cheap too
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise UserError(f"store {url!r} is not a usable SQLite database: {exc}") from None

@@ -59,8 +59,21 @@ class Tool:
         return await asyncio.to_thread(self.func, **values)
 
 
+_MODELS: dict[Callable[..., Any], type[BaseModel]] = {}
+
+
 def _args_model(name: str, func: Callable[..., Any]) -> type[BaseModel]:
-    """A Pydantic model of the callable's parameters; unknown arguments are errors."""
+    """A Pydantic model of the callable's parameters; unknown arguments are errors.
+
+    Built once per callable (building one costs milliseconds; runs reuse it).
+    """
+    cached = _MODELS.get(func)
+    if cached is None:
+        cached = _MODELS[func] = _build_args_model(name, func)
+    return cached
+
+
+def _build_args_model(name: str, func: Callable[..., Any]) -> type[BaseModel]:
     try:
         hints = get_type_hints(func)
     except Exception:  # unresolvable forward references: fall back to raw annotations

@@ -13,6 +13,39 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BASTION = [sys.executable, "-m", "bastion.cli"]
 
+# The workflow of issue 2's "minimal shape": it must keep working exactly as written.
+MINIMAL = """
+name: example
+version: "1"
+inputs:
+  crm_base_url: {type: string}
+  amount: {type: number, default: 10}
+tools:
+  append_line:
+    python: "my_pkg.effects:append_line"
+agents:
+  analyst:
+    persona: "Systems Analyst"
+    model: scripted
+nodes:
+  - id: fetch
+    type: tool
+    tool: append_line
+    args: {path: "/tmp/out.txt", line: "{{ inputs.amount }}"}
+  - id: summarise
+    type: routine
+    agent: analyst
+    depends_on: [fetch]
+    action: "Summarise {{ nodes.fetch.output }}"
+    output: {type: object, properties: {summary: {type: string}}, required: [summary]}
+    max_retries: 2
+    timeout: 30
+  - id: sign_off
+    type: approval
+    depends_on: [summarise]
+    message: "Publish the summary?"
+"""
+
 
 def write(folder: Path, name: str, text: str) -> Path:
     path = folder / name

@@ -73,7 +73,8 @@ def _parse_inputs(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _finish(store: Any, run_id: str, as_json: bool) -> int:
+def _report(store: Any, run_id: str, as_json: bool) -> int:
+    """Print a run (JSON or tables); return the exit code its status maps to."""
     state, spec = load_run(store, run_id)
     result = result_of(state, spec)
     if as_json:
@@ -97,7 +98,7 @@ def run(file: Path = typer.Argument(..., help="workflow.yaml"),
         run_id = uuid.uuid4().hex[:12]
         asyncio.run(views.with_progress(start_run(loaded, db, inputs, model=model, run_id=run_id),
                                         db, run_id, loaded.spec, enabled=not as_json))
-        return _finish(db, run_id, as_json)
+        return _report(db, run_id, as_json)
     _guard(body)
 
 
@@ -108,7 +109,7 @@ def resume(run_id: str, store: Optional[str] = STORE, as_json: bool = JSON) -> N
         db = open_store(store)
         _, spec = load_run(db, run_id)
         asyncio.run(views.with_progress(resume_run(db, run_id), db, run_id, spec, enabled=not as_json))
-        return _finish(db, run_id, as_json)
+        return _report(db, run_id, as_json)
     _guard(body)
 
 
@@ -129,13 +130,7 @@ def runs(store: Optional[str] = STORE, as_json: bool = JSON) -> None:
 def show(run_id: str, store: Optional[str] = STORE, as_json: bool = JSON) -> None:
     """Show one run: its nodes, their outputs and approvals."""
     def body() -> int:
-        db = open_store(store)
-        state, spec = load_run(db, run_id)
-        result = result_of(state, spec)
-        if as_json:
-            typer.echo(result.to_json())
-        else:
-            views.print_result(result, state)
+        _report(open_store(store), run_id, as_json)
         return 0
     _guard(body)
 

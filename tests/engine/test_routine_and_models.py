@@ -8,39 +8,8 @@ from pathlib import Path
 from bastion import Workflow
 from bastion.state import events as ev
 from bastion.state import open_store
-from tests.conftest import cli, write
+from tests.conftest import MINIMAL, cli, write
 
-MINIMAL = """
-name: example
-version: "1"
-inputs:
-  crm_base_url: {type: string}
-  amount: {type: number, default: 10}
-tools:
-  append_line:
-    python: "my_pkg.effects:append_line"
-agents:
-  analyst:
-    persona: "Systems Analyst"
-    model: scripted
-nodes:
-  - id: fetch
-    type: tool
-    tool: append_line
-    args: {path: "OUT", line: "{{ inputs.amount }}"}
-  - id: summarise
-    type: routine
-    agent: analyst
-    depends_on: [fetch]
-    action: "Summarise {{ nodes.fetch.output }}"
-    output: {type: object, properties: {summary: {type: string}}, required: [summary]}
-    max_retries: 2
-    timeout: 30
-  - id: sign_off
-    type: approval
-    depends_on: [summarise]
-    message: "Publish the summary?"
-"""
 
 
 def _setup(tmp_path: Path, responses: str) -> Path:
@@ -53,7 +22,7 @@ def _setup(tmp_path: Path, responses: str) -> Path:
             return {"path": path, "line": line}
     """)
     write(tmp_path, "workflow.responses.yaml", responses)
-    return write(tmp_path, "workflow.yaml", MINIMAL.replace("OUT", str(tmp_path / "out.txt")))
+    return write(tmp_path, "workflow.yaml", MINIMAL.replace("/tmp/out.txt", str(tmp_path / "out.txt")))
 
 
 async def test_the_issue_minimal_workflow_runs_to_the_approval(tmp_path: Path, store_url: str) -> None:

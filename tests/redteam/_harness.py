@@ -61,6 +61,14 @@ async def run_guarded(sb: Any, code: str, **kw: Any) -> Any:
         pytest.fail(f"sandbox.run did not return within timeout={timeout}s + {OUTER_GRACE_S}s")
 
 
+async def close_guarded(sb: Any) -> None:
+    """sb.aclose() must return promptly; a hang means something of the sandbox is stuck."""
+    try:
+        await asyncio.wait_for(sb.aclose(), 15)
+    except asyncio.TimeoutError:
+        pytest.fail("sandbox.aclose() did not return within 15 s", pytrace=False)
+
+
 def out(res: Any) -> str:
     return f"{res.stdout}\n{res.stderr}"
 

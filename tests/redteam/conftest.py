@@ -30,7 +30,7 @@ from typing import Any
 import psutil
 import pytest
 
-from ._harness import import_api, open_sandbox, HERE
+from ._harness import HERE, close_guarded, import_api, open_sandbox
 from ._witness import CanarySet, HostListeners, ProcWatch, make_token, payload
 
 
@@ -197,7 +197,7 @@ async def sandbox() -> AsyncIterator[Any]:
     try:
         yield sb
     finally:
-        await asyncio.wait_for(sb.aclose(), 30)
+        await close_guarded(sb)
 
 
 @pytest.fixture

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 
-from ._harness import host_checks, open_sandbox, out, run_guarded
+from ._harness import close_guarded, host_checks, open_sandbox, out, run_guarded
 from ._witness import payload, tagged_pids
 
 pytestmark = pytest.mark.redteam
@@ -30,7 +31,7 @@ for d in ('.', '/tmp', os.environ.get('HOME', '/tmp'), '/dev/shm', '/var/tmp', '
     except OSError:
         pass
 for d in [p for p in sys.path if p] + ['.']:
-    for mod in ('sitecustomize', 'usercustomize', 'brt_' + TOKEN):
+    for mod in ('brt_' + TOKEN,):  # never sitecustomize: a broken sandbox would hit the host
         try:
             with open(os.path.join(d, mod + '.py'), 'w') as f:
                 f.write('import builtins; builtins.BRT_HOOK = %r\n' % TOKEN)
@@ -68,7 +69,7 @@ for d in ('.', '/tmp', os.environ.get('HOME', '/tmp'), '/dev/shm', '/var/tmp', '
           os.environ.get('TMPDIR', '/tmp')) + tuple(p for p in sys.path if p):
     if os.path.exists(os.path.join(d, name)):
         found.append(os.path.join(d, name))
-for attr in ('BRT_LEFT', 'BRT_HOOK'):
+for attr in ('BRT_LEFT',):
     if getattr(builtins, attr, None) == OLD:
         found.append('builtins.' + attr)
 if getattr(sys.modules.get('json'), 'BRT_LEFT', None) == OLD:
@@ -100,6 +101,11 @@ async def test_nothing_of_one_run_is_visible_to_the_next(token, canaries, listen
         for i in range(3):  # enough runs to reuse pooled zygotes / recycled pids
             res1 = await run_guarded(sb, payload(PLANT, token), timeout=5.0)
             assert "PLANTED" in res1.stdout, f"plant run failed: {out(res1)[-500:]}"
+            planted = json.loads(res1.stdout.split("PLANTED ", 1)[1].splitlines()[0])
+            on_host = [p for p in planted if p.startswith("/") and Path(p).exists()]
+            for p in on_host:
+                Path(p).unlink()
+            assert not on_host, f"run {i}: files planted in the sandbox appeared on the host"
             await asyncio.sleep(0.2)
             survivors = tagged_pids(token)
             assert not survivors, f"run {i}: the planted daemon survived on the host: {survivors}"
@@ -110,7 +116,7 @@ async def test_nothing_of_one_run_is_visible_to_the_next(token, canaries, listen
             assert not found, f"run {i}: leftovers of the previous run are visible: {found}"
         host_checks(res2, canaries, listeners, procwatch, children=not warm)
     finally:
-        await asyncio.wait_for(sb.aclose(), 30)
+        await close_guarded(sb)
     if warm:
         procwatch.assert_clean(settle=3.0)  # after aclose, the pool's processes are gone too
 
@@ -166,4 +172,4 @@ async def test_concurrent_runs_cannot_see_each_other(token, canaries, listeners,
         assert secret_text not in out(snooper)
         host_checks(snooper, canaries, listeners, procwatch, children=not warm)
     finally:
-        await asyncio.wait_for(sb.aclose(), 30)
+        await close_guarded(sb)

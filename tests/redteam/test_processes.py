@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from ._harness import (
+    close_guarded,
     REPO_DIR,
     assert_still_works,
     assert_supervisor_ok,
@@ -312,4 +313,4 @@ async def test_kill_parent_and_kill_minus_one_stay_inside(destructive_ok, token,
         await assert_still_works(sb)
         assert "still-alive" not in out(res)
     finally:
-        await asyncio.wait_for(sb.aclose(), 30)
+        await close_guarded(sb)

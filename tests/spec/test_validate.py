@@ -9,39 +9,8 @@ import pytest
 
 from bastion.errors import SpecError
 from bastion.spec import parse_spec
-from tests.conftest import cli, write
+from tests.conftest import MINIMAL, cli, write
 
-MINIMAL = """
-name: example
-version: "1"
-inputs:
-  crm_base_url: {type: string}
-  amount: {type: number, default: 10}
-tools:
-  append_line:
-    python: "my_pkg.effects:append_line"
-agents:
-  analyst:
-    persona: "Systems Analyst"
-    model: scripted
-nodes:
-  - id: fetch
-    type: tool
-    tool: append_line
-    args: {path: "/tmp/out.txt", line: "{{ inputs.amount }}"}
-  - id: summarise
-    type: routine
-    agent: analyst
-    depends_on: [fetch]
-    action: "Summarise {{ nodes.fetch.output }}"
-    output: {type: object, properties: {summary: {type: string}}, required: [summary]}
-    max_retries: 2
-    timeout: 30
-  - id: sign_off
-    type: approval
-    depends_on: [summarise]
-    message: "Publish the summary?"
-"""
 
 
 def problems(text: str) -> list[str]:

@@ -215,7 +215,7 @@ async def test_disk_fill_is_capped_and_host_disk_untouched(sandbox, token, canar
     # Bounded at 1 GiB per place even if nothing stops it.
     res = await run_guarded(sandbox, payload(DISK_FILL, token, MAX_MB=1024), timeout=8.0)
     wall = time.monotonic() - t0
-    leftover = [p for d in ("/tmp", "/root", "/dev/shm", str(REPO_DIR), "/")
+    leftover = [p for d in ("/tmp", "/root", "/dev/shm", "/work", str(REPO_DIR), "/")
                 if (p := Path(d) / f"fill-{token}").exists()]
     for p in leftover:
         p.unlink()

@@ -203,13 +203,13 @@ async def sandbox() -> AsyncIterator[Any]:
 @pytest.fixture
 def canaries(tmp_path: Path, token: str) -> Iterator[CanarySet]:
     cs = CanarySet(token)
-    cs.add(tmp_path / f"canary-{token}.txt")
-    cs.add(HERE / f".canary-{token}.txt")  # inside the repo (ignored by .gitignore)
-    root = Path("/root")
-    if root.is_dir() and os.access(root, os.W_OK):
-        cs.add(root / f".bastion-redteam-canary-{token}")
-    cs.arm()
     try:
+        cs.add(tmp_path / f"canary-{token}.txt")
+        cs.add(HERE / f".canary-{token}.txt")  # inside the repo (ignored by .gitignore)
+        root = Path("/root")
+        if root.is_dir() and os.access(root, os.W_OK):
+            cs.add(root / f".bastion-redteam-canary-{token}")
+        cs.arm()
         yield cs
     finally:
         cs.cleanup()

@@ -116,6 +116,7 @@ async def test_nothing_of_one_run_is_visible_to_the_next(token, canaries, listen
             assert not found, f"run {i}: leftovers of the previous run are visible: {found}"
         host_checks(res2, canaries, listeners, procwatch, children=not warm)
     finally:
+        Path(f"/dev/shm/brt-{token}").unlink(missing_ok=True)  # only exists if shm leaked
         await close_guarded(sb)
     if warm:
         procwatch.assert_clean(settle=3.0)  # after aclose, the pool's processes are gone too
@@ -165,6 +166,11 @@ async def test_concurrent_runs_cannot_see_each_other(token, canaries, listeners,
             run_guarded(sb, payload(HOLD, token, SECRET_TEXT=secret_text), timeout=5.0),
             run_guarded(sb, payload(SNOOP, snoop_token, OTHER=token), timeout=5.0),
         )
+        leaked = [p for d in ("/tmp", "/dev/shm", "/work")
+                  if (p := Path(d) / f"secret-{token}").exists()]
+        for p in leaked:
+            p.unlink()
+        assert not leaked, f"a run's files appeared on the host: {leaked}"
         assert "HOLDING" in holder.stdout, f"holder failed: {out(holder)[-500:]}"
         assert "SNOOP" in snooper.stdout, f"snooper failed: {out(snooper)[-500:]}"
         found = json.loads(snooper.stdout.split("SNOOP ", 1)[1].splitlines()[0])

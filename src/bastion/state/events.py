@@ -169,6 +169,7 @@ class ModelCalled(Event):
     key: str = ""
     output: Any = None  # recorded so a resumed run reuses the answer instead of asking again
     error: str = ""     # the answer did not validate; the node's retry asks again
+    prompt: str = ""    # what the model was shown (already sanitised), for audit and replay
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,10 @@ async def ask_model(ctx: RunContext, node_id: str, agent_name: str, prompt: str,
                                  output_schema=output_schema, node_id=node_id, attempt=attempt,
                                  responses=responses)
     except ModelOutputError as exc:
-        ctx.emit([ev.ModelCalled(node_id, attempt, model, model == "scripted", 0, 0, key, None, str(exc))])
+        ctx.emit([ev.ModelCalled(node_id, attempt, model, model == "scripted", 0, 0, key, None, str(exc), prompt)])
         raise
     ctx.emit([ev.ModelCalled(node_id, attempt, reply.model, reply.scripted, reply.input_tokens,
-                             reply.output_tokens, key, reply.output)])
+                             reply.output_tokens, key, reply.output, prompt=prompt)])
     return reply.output
 
 

@@ -61,6 +61,13 @@ async def run_guarded(sb: Any, code: str, **kw: Any) -> Any:
         pytest.fail(f"sandbox.run did not return within timeout={timeout}s + {OUTER_GRACE_S}s")
 
 
+async def warm_up(sb: Any, warm: bool) -> None:
+    """Let a warm pool fill, so the next run really is served by a pre-started zygote."""
+    if warm:
+        await assert_still_works(sb)
+        await asyncio.sleep(1.0)
+
+
 async def close_guarded(sb: Any) -> None:
     """sb.aclose() must return promptly; a hang means something of the sandbox is stuck."""
     try:

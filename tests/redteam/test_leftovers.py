@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ._harness import close_guarded, host_checks, open_sandbox, out, run_guarded
+from ._harness import close_guarded, host_checks, open_sandbox, out, run_guarded, warm_up
 from ._witness import payload, tagged_pids
 
 pytestmark = pytest.mark.redteam
@@ -98,6 +98,7 @@ async def test_nothing_of_one_run_is_visible_to_the_next(token, canaries, listen
                                                          procwatch, warm):
     sb = open_sandbox(warm_pool=warm)
     try:
+        await warm_up(sb, warm)
         for i in range(3):  # enough runs to reuse pooled zygotes / recycled pids
             res1 = await run_guarded(sb, payload(PLANT, token), timeout=5.0)
             assert "PLANTED" in res1.stdout, f"plant run failed: {out(res1)[-500:]}"
@@ -160,6 +161,7 @@ time.sleep(1.5)
 async def test_concurrent_runs_cannot_see_each_other(token, canaries, listeners, procwatch, warm):
     sb = open_sandbox(warm_pool=warm)
     try:
+        await warm_up(sb, warm)
         secret_text = "concurrent-secret-" + token
         snoop_token = "brtsnp" + token[-8:]
         holder, snooper = await asyncio.gather(

@@ -23,6 +23,7 @@ from ._harness import (
     open_sandbox,
     out,
     run_guarded,
+    warm_up,
 )
 from ._witness import payload
 
@@ -296,6 +297,7 @@ async def test_kill_parent_and_kill_minus_one_stay_inside(destructive_ok, token,
                                                           listeners, procwatch, warm):
     sb = open_sandbox(warm_pool=warm)
     try:
+        await warm_up(sb, warm)
         ancestors = [p.pid for p in psutil.Process().parents()]
         before = _long_lived_host_processes()
         import os

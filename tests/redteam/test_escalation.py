@@ -38,14 +38,6 @@ def call(fn, *args):
     if fn(*args) != 0:
         e = ctypes.get_errno()
         raise OSError(e, os.strerror(e))
-attempt('setuid0', in_child(lambda: os.setuid(0)))
-attempt('setgid0', in_child(lambda: os.setgid(0)))
-attempt('setresuid0', in_child(lambda: os.setresuid(0, 0, 0)))
-attempt('unshare_user', in_child(lambda: call(libc.unshare, 0x10000000)))
-attempt('unshare_mount', in_child(lambda: call(libc.unshare, 0x00020000)))
-attempt('unshare_net', in_child(lambda: call(libc.unshare, 0x40000000)))
-os.makedirs(MNT, exist_ok=True)
-attempt('mount_tmpfs', lambda: call(libc.mount, b'none', MNT.encode(), b'tmpfs', 0, None))
 def in_child(fn):  # for calls that would change this process for good if they worked
     def run():
         pid = os.fork()
@@ -56,11 +48,21 @@ def in_child(fn):  # for calls that would change this process for good if they w
             except OSError as e:
                 os._exit(e.errno or 1)
         st = os.waitpid(pid, 0)[1]
+        if os.WIFSIGNALED(st):  # e.g. SIGSYS from a seccomp kill: denied, not done
+            raise OSError(errno.EPERM, 'killed by signal %d' % os.WTERMSIG(st))
         if os.WEXITSTATUS(st):
             raise OSError(os.WEXITSTATUS(st), 'in child')
     return run
+attempt('setuid0', in_child(lambda: os.setuid(0)))
+attempt('setgid0', in_child(lambda: os.setgid(0)))
+attempt('setresuid0', in_child(lambda: os.setresuid(0, 0, 0)))
+attempt('unshare_user', in_child(lambda: call(libc.unshare, 0x10000000)))
+attempt('unshare_mount', in_child(lambda: call(libc.unshare, 0x00020000)))
+attempt('unshare_net', in_child(lambda: call(libc.unshare, 0x40000000)))
+os.makedirs(MNT, exist_ok=True)
+attempt('mount_tmpfs', in_child(lambda: call(libc.mount, b'none', MNT.encode(), b'tmpfs', 0, None)))
 attempt('chroot', in_child(lambda: os.chroot('/tmp')))
-attempt('mknod_mem', lambda: os.mknod('/tmp/mem-' + TOKEN, 0o20600, os.makedev(1, 1)))
+attempt('mknod_mem', in_child(lambda: os.mknod('/tmp/mem-' + TOKEN, 0o20600, os.makedev(1, 1))))
 for tool in (['sudo', '-n', 'id', '-u'], ['su', '-c', 'id -u', 'root'], ['newuidmap']):
     try:
         p = subprocess.run(tool, capture_output=True, timeout=2, stdin=subprocess.DEVNULL)

@@ -285,6 +285,7 @@ class ProcWatch:
     base_children: set[int] = field(default_factory=set)
     max_tagged: int = 0
     max_rss_kb: int = 0
+    host_uids: set[int] = field(default_factory=set)  # real uids of tagged processes
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -298,6 +299,11 @@ class ProcWatch:
                 pids = tagged_pids(self.token)
                 self.max_tagged = max(self.max_tagged, len(pids))
                 self.max_rss_kb = max(self.max_rss_kb, sum(_rss_kb(p) for p in pids))
+                for p in pids:
+                    try:
+                        self.host_uids.add(os.stat(f"/proc/{p}").st_uid)
+                    except OSError:
+                        pass
                 self._stop.wait(interval)
 
         self._thread = threading.Thread(target=loop, name="redteam-sampler", daemon=True)

@@ -83,7 +83,9 @@ async def test_setuid_unshare_mount_escalation_fails(sandbox, token, canaries, l
                                                      procwatch):
     mounts_before = _mountinfo()
     mnt = f"/tmp/brt-mnt-{token}"
+    procwatch.start_sampling()
     res = await run_guarded(sandbox, payload(ESCALATE, token, MNT=mnt), timeout=6.0)
+    procwatch.stop_sampling()
     new_mounts = _mountinfo() - mounts_before
     for m in new_mounts:
         if token in m:
@@ -106,6 +108,9 @@ async def test_setuid_unshare_mount_escalation_fails(sandbox, token, canaries, l
     assert int(st["CapAmb"] or "0", 16) == 0, f"ambient capabilities inside: {st['CapAmb']}"
     assert st["NoNewPrivs"] == "1", "no_new_privs is not set"
     assert st["Seccomp"] == "2", f"no seccomp filter in force (Seccomp: {st['Seccomp']})"
+    if "unprivileged-uid" in res.layers:  # the layer claims the host uid is not root
+        assert procwatch.host_uids, "sampler saw no process of the run"
+        assert 0 not in procwatch.host_uids, f"code ran as host uid 0: {procwatch.host_uids}"
     for tool in ("exec_sudo", "exec_su"):
         v = r.get(tool)
         assert not (isinstance(v, list) and v[0] == 0 and v[1].strip() == "0"), f"{tool}: {v}"

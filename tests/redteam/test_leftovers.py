@@ -181,3 +181,23 @@ async def test_concurrent_runs_cannot_see_each_other(token, canaries, listeners,
         host_checks(snooper, canaries, listeners, procwatch, children=not warm)
     finally:
         await close_guarded(sb)
+
+
+async def test_warm_pool_closes_promptly_and_leaves_nothing(token, procwatch):
+    """aclose() while refills are in flight must neither hang nor leave zygotes behind.
+
+    Timing-dependent by nature: several pools, runs and closes at slightly varied moments.
+    """
+    import random
+
+    rng = random.Random(token)
+    for trial in range(12):
+        sb = open_sandbox(warm_pool=True)
+        try:
+            for _ in range(3):
+                res = await run_guarded(sb, payload("print('x')", token), timeout=5.0)
+                assert res.exit_code == 0, f"trial {trial}: {res!r}"[:500]
+                await asyncio.sleep(rng.random() * 0.1)
+        finally:
+            await close_guarded(sb)
+    procwatch.assert_clean(settle=3.0)

@@ -36,3 +36,28 @@ async def test_warm_argv_and_cold_fallback(warm: Sandbox) -> None:
     assert all(r.stdout == "1\n" for r in results)
     r = await warm.run(argv=["python3", "-c", "print(2)"])
     assert r.stdout == "2\n"
+
+
+async def test_warm_early_return_keeps_all_output(warm: Sandbox) -> None:
+    """The pool returns on the zygote's status without waiting for EOF: whatever the
+    program (and the children it waited for) wrote must still be there, in full."""
+    await asyncio.sleep(0.5)
+    r = await warm.run("import sys\nsys.stdout.write('a' * 300_000)\nprint('e', file=sys.stderr)")
+    assert (r.exit_code, len(r.stdout), r.stderr) == (0, 300_000, "e\n")
+    await asyncio.sleep(0.3)
+    r = await warm.run("import subprocess, sys\n"
+                       "subprocess.run([sys.executable, '-c', 'print(\"child\")'])\n"
+                       "print('parent')")
+    assert (r.exit_code, r.stdout) == (0, "child\nparent\n"), r.stderr
+
+
+async def test_warm_daemon_holding_stdout_does_not_delay_or_survive(warm: Sandbox) -> None:
+    await asyncio.sleep(0.5)
+    code = ("import os, time\n"
+            "if os.fork() == 0:\n"
+            "    os.setsid()\n"
+            "    time.sleep(30)\n"
+            "print('done')\n")
+    r = await warm.run(code, timeout=5)
+    assert (r.exit_code, r.stdout, r.timed_out) == (0, "done\n", False)
+    assert r.duration_ms < 2500, r.duration_ms

@@ -115,9 +115,12 @@ class ExecCgroup:
     def controllers(self) -> set[str]:
         return set(self.dirs)
 
-    def pids(self) -> set[int]:
+    def pids(self, first_only: bool = False) -> set[int]:
+        """Processes in the run's cgroups. Every process joins all of them at once (one
+        preexec writes each procs file), so `first_only` reads one file: the fast path."""
         found: set[int] = set()
-        for f in self.procs_files:
+        files = self.procs_files
+        for f in files[:1] if first_only else files:
             try:
                 found.update(int(x) for x in Path(f).read_text().split())
             except (OSError, ValueError):

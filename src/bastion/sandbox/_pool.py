@@ -21,7 +21,7 @@ from bastion.errors import SandboxError
 from bastion.sandbox._base import Request, build_request, check_required
 from bastion.sandbox._bwrap import BwrapSandbox, bwrap_argv
 from bastion.sandbox._cgroup import ExecCgroup
-from bastion.sandbox._supervise import collect, decode, rlimits_for, spawn
+from bastion.sandbox._supervise import Launched, collect, decode, rlimits_for, spawn
 from bastion.sandbox._types import ExecResult, SandboxLimits
 
 _ZYGOTE = Path(__file__).with_name("_zygote.py").read_text()
@@ -31,10 +31,11 @@ _PARKED = SandboxLimits(timeout=3600, memory_mb=1024, pids=64)
 
 @dataclass
 class _Entry:
-    proc: asyncio.subprocess.Process
+    launched: Launched
     cg: ExecCgroup | None
     layers: list[str]
-    status: asyncio.StreamReader  # the zygote reports its exit code here
+    status: asyncio.StreamReader  # the zygote reports readiness, then its exit code here
+    claimed: bool = False  # collect() owns (and closes) the output pipes once claimed
 
 
 async def _status_reader(fd: int) -> asyncio.StreamReader:
@@ -84,16 +85,30 @@ class WarmPoolSandbox:
             sfd = _seccomp.program_fd() if self.cold.use_seccomp else None
             argv = bwrap_argv(self.cold.bwrap, self.cold.runtime, req, file_fds={},
                               seccomp_fd=sfd)
-            proc = await spawn(argv, limits=_PARKED, cg=cg,
-                               pass_fds=(status_w,) + ((sfd,) if sfd is not None else ()),
-                               drop_uid=self.cold.drop_uid)
-            assert proc.stdout is not None
-            ready = await asyncio.wait_for(proc.stdout.readexactly(1), timeout=30)
-            if ready != b"\x01" or self._closed:
-                raise SandboxError("warm sandbox did not start")
-            self._ready.append(_Entry(proc, cg, self.cold.run_layers(cg), status))
-            cg = None
-        except (OSError, SandboxError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+            spawning = asyncio.ensure_future(spawn(
+                argv, limits=_PARKED, cg=cg,
+                pass_fds=(status_w,) + ((sfd,) if sfd is not None else ()),
+                drop_uid=self.cold.drop_uid))
+            try:
+                # Never cancel a spawn half-way: asyncio then kills the child but can wait
+                # for it forever (aclose hung). Let it finish, then reap it like any entry.
+                launched = await asyncio.shield(spawning)
+            except asyncio.CancelledError:
+                launched = await spawning
+                await self._reap(_Entry(launched, cg, [], status))
+                cg = None
+                raise
+            entry = _Entry(launched, cg, self.cold.run_layers(cg), status)
+            cg = None  # from here on the entry owns it
+            try:
+                ready = await asyncio.wait_for(status.readline(), timeout=30)
+                if ready != b"ready\n" or self._closed:
+                    raise SandboxError("warm sandbox did not start")
+            except BaseException:
+                await self._reap(entry)
+                raise
+            self._ready.append(entry)
+        except (OSError, SandboxError, asyncio.TimeoutError):
             pass  # run() falls back to a cold sandbox; the next refill tries again
         finally:
             self._starting -= 1
@@ -121,17 +136,20 @@ class WarmPoolSandbox:
 
     @staticmethod
     async def _reap(entry: _Entry) -> None:
+        if not entry.claimed:
+            entry.launched.close_pipes()
         if entry.cg is not None:
             await asyncio.to_thread(entry.cg.destroy)
         with contextlib.suppress(ProcessLookupError):
-            entry.proc.kill()
-        await entry.proc.wait()
+            entry.launched.proc.kill()
+        await entry.launched.proc.wait()
 
     def _claim(self) -> _Entry | None:
         while self._ready:
             entry = self._ready.pop(0)
-            if entry.proc.returncode is None:
+            if entry.launched.proc.returncode is None:
                 return entry
+            entry.launched.close_pipes()
             if entry.cg is not None:
                 entry.cg.destroy()
         return None
@@ -141,14 +159,17 @@ class WarmPoolSandbox:
         try:
             check_required(self.require, entry.layers, self.backend)
             if entry.cg is not None:
-                entry.cg.set_limits(req.limits.memory_mb, req.limits.pids)
+                # +1: the zygote waiting for the code's process, as bwrap's launcher
+                # is the +1 of a cold run; the code gets the same budget either way.
+                entry.cg.set_limits(req.limits.memory_mb, req.limits.pids + 1)
             body = json.dumps({
                 "files": {k: v.decode("utf-8") for k, v in req.files.items()},
                 "stdin": req.stdin.decode("latin-1") if req.stdin is not None else None,
                 "rlimits": rlimits_for(req.limits),
                 "argv": None if in_process else req.argv,
             }).encode()
-            out = await collect(entry.proc, limits=req.limits, cg=entry.cg,
+            entry.claimed = True
+            out = await collect(entry.launched, limits=req.limits, cg=entry.cg,
                                 stdin=len(body).to_bytes(8, "big") + body, t0=t0,
                                 status=entry.status)
         finally:

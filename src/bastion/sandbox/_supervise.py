@@ -10,13 +10,14 @@ timeout, output flood, crash of our own code), the cgroup is killed and removed 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import math
 import os
 import resource
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bastion.sandbox._cgroup import ExecCgroup
@@ -82,22 +83,61 @@ def make_preexec(cg: ExecCgroup | None, rlimits: list[tuple[int, int]],
     return preexec
 
 
-async def _read_capped(stream: asyncio.StreamReader | None, cap: int,
-                       on_overflow: Callable[[], None]) -> bytes:
-    if stream is None:
-        return b""
-    buf = bytearray()
-    while True:
-        chunk = await stream.read(65536)
-        if not chunk:
-            return bytes(buf)
-        room = cap - len(buf)
-        if room <= 0:
-            on_overflow()  # over the cap: the run is being killed; drain to EOF, keep nothing
-            continue
-        buf += chunk[:room]
-        if len(chunk) > room:
-            on_overflow()
+class Capture:
+    """One output stream of a run, read straight from our end of its pipe.
+
+    Not an asyncio StreamReader: the warm pool must be able to take everything already
+    written *without* waiting for EOF, because EOF only comes once the sandbox's launcher
+    has exited, i.e. after the namespaces are torn down (see `drain`).
+    """
+
+    _CHUNK = 65536
+    _BURST = 16  # reads per wake-up: a writer that never stops cannot starve the loop
+
+    def __init__(self, fd: int, cap: int, on_overflow: Callable[[], None]) -> None:
+        self.fd, self.cap, self.on_overflow = fd, cap, on_overflow
+        self.buf = bytearray()
+        self.loop = asyncio.get_running_loop()
+        self.eof: asyncio.Future[bytes] = self.loop.create_future()
+        os.set_blocking(fd, False)
+        self.loop.add_reader(fd, self._readable)
+
+    def _readable(self) -> None:
+        self.drain(self._BURST)
+
+    def drain(self, max_reads: int | None = None) -> None:
+        """Read what the pipe holds now (up to `max_reads` chunks); EOF closes it."""
+        n = 0
+        while not self.eof.done() and (max_reads is None or n < max_reads):
+            n += 1
+            try:
+                chunk = os.read(self.fd, self._CHUNK)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.close()
+                return
+            room = self.cap - len(self.buf)
+            if room > 0:
+                self.buf += chunk[:room]
+            if len(chunk) > room:
+                self.on_overflow()  # over the cap: the run is being killed; keep nothing more
+                if max_reads is None:
+                    return
+
+    def close(self) -> None:
+        if self.eof.done():
+            return
+        self.loop.remove_reader(self.fd)
+        os.close(self.fd)
+        self.eof.set_result(bytes(self.buf))
+
+    def take(self) -> bytes:
+        """What was read so far; stops reading (the early-return path)."""
+        self.close()
+        return bytes(self.buf)
 
 
 async def _feed(proc: asyncio.subprocess.Process, data: bytes | None) -> None:
@@ -148,69 +188,94 @@ def _kill_tree(proc: asyncio.subprocess.Process, cg: ExecCgroup | None) -> None:
         pass
 
 
+@dataclass
+class Launched:
+    """A started launcher and our read ends of its stdout and stderr pipes."""
+
+    proc: asyncio.subprocess.Process
+    out_fd: int
+    err_fd: int
+
+    def close_pipes(self) -> None:
+        """For a launcher whose output is never collected (an unused warm-pool entry)."""
+        for fd in (self.out_fd, self.err_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 async def spawn(argv: list[str], *, limits: SandboxLimits, cg: ExecCgroup | None,
                 pass_fds: tuple[int, ...] = (), drop_uid: bool = True,
                 env: dict[str, str] | None = None, cwd: str = "/",
-                stdin_pipe: bool = True) -> asyncio.subprocess.Process:
+                stdin_pipe: bool = True) -> Launched:
     """Start a sandbox launcher already inside `cg` and under `limits`' rlimits."""
     preexec = make_preexec(cg, rlimits_for(limits), drop_uid)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
     try:
-        return await asyncio.create_subprocess_exec(
+        proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.PIPE if stdin_pipe else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            stdout=out_w,
+            stderr=err_w,
             env=env if env is not None else {"PATH": "/usr/bin:/bin"},
             cwd=cwd,
             pass_fds=pass_fds,
             start_new_session=True,
             preexec_fn=preexec,
         )
+    except BaseException:
+        os.close(out_r)
+        os.close(err_r)
+        raise
     finally:
-        for fd in pass_fds:
+        for fd in (*pass_fds, out_w, err_w):
             os.close(fd)
+    return Launched(proc, out_r, err_r)
 
 
 def signal_all(cg: ExecCgroup | None) -> None:
     """Send SIGKILL to every process of the run once, without waiting for them to exit."""
     if cg is None:
         return
-    for pid in cg.pids():
+    for pid in cg.pids(first_only=True):
         try:
             os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
 
 
-async def _early_exit(status: asyncio.StreamReader,
-                      readers: Sequence[asyncio.Future[bytes]]) -> int:
-    """The zygote's exit code, once it is reported and both output streams are closed."""
+async def _early_exit(status: asyncio.StreamReader) -> int:
+    """The zygote's exit code, once it has reported it (after closing stdout and stderr)."""
     line = await status.readline()
-    if not line.strip():
-        await asyncio.Event().wait()  # exec'd or died without reporting: wait for the exit
-    await asyncio.gather(*readers)
-    return int(line)
+    if line.strip().isdigit() and len(line) <= 5:
+        return int(line)
+    # Died without reporting, or junk (the pipe is the zygote's alone; be strict anyway):
+    # never trust it, wait for the launcher's exit and its real status instead.
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
 
 
-async def collect(proc: asyncio.subprocess.Process, *, limits: SandboxLimits,
+async def collect(launched: Launched, *, limits: SandboxLimits,
                   cg: ExecCgroup | None, stdin: bytes | None, t0: float,
                   status: asyncio.StreamReader | None = None) -> Outcome:
     """Feed stdin, read capped output, enforce the wall clock, then kill what is left.
 
-    With `status` (warm pool), a reported exit code plus EOF on stdout and stderr ends
-    the run: everything is sent SIGKILL at once and the caller reaps in the background,
-    so the namespace teardown is not on the caller's clock.
+    With `status` (warm pool), a reported exit code ends the run: the zygote reports only
+    after flushing and closing its stdout and stderr, so all it wrote is already in our
+    pipes. Everything of the run is sent SIGKILL, the pipes are drained without waiting
+    for EOF (which comes only after the namespace teardown) and the caller reaps in the
+    background, so the teardown is not on the caller's clock.
     """
+    proc = launched.proc
     overflow = asyncio.Event()
     timed_out = False
-    readers = [
-        asyncio.ensure_future(_read_capped(proc.stdout, limits.output_bytes, overflow.set)),
-        asyncio.ensure_future(_read_capped(proc.stderr, limits.output_bytes, overflow.set)),
-    ]
+    caps = [Capture(launched.out_fd, limits.output_bytes, overflow.set),
+            Capture(launched.err_fd, limits.output_bytes, overflow.set)]
+    readers = [c.eof for c in caps]
     feeder = asyncio.ensure_future(_feed(proc, stdin))
     waiter = asyncio.ensure_future(proc.wait())
     flood = asyncio.ensure_future(overflow.wait())
-    early = asyncio.ensure_future(_early_exit(status, readers)) if status is not None else None
+    early = asyncio.ensure_future(_early_exit(status)) if status is not None else None
     try:
         remaining = limits.timeout - (time.monotonic() - t0)
         done, _ = await asyncio.wait({waiter, flood} | ({early} if early else set()),
@@ -221,16 +286,22 @@ async def collect(proc: asyncio.subprocess.Process, *, limits: SandboxLimits,
         duration = (time.monotonic() - t0) * 1000
         if early is not None and early in done and not overflow.is_set():
             signal_all(cg)
-            outs = [r.result() for r in readers]
-            return Outcome(early.result(), outs[0], outs[1], False,
-                           "memory" if cg is not None and cg.oom_killed() else None, duration)
+            for c in caps:
+                c.drain()
+            outs = [c.take() for c in caps]
+            if not overflow.is_set():
+                return Outcome(early.result(), outs[0], outs[1], False,
+                               "memory" if cg is not None and cg.oom_killed() else None,
+                               duration)
         # The main process is gone (or must go): nothing else of the run may survive it.
         await asyncio.to_thread(_kill_tree, proc, cg)
         returncode = await proc.wait()
-        outs = await asyncio.wait_for(asyncio.gather(*readers), timeout=5)
+        outs = list(await asyncio.wait_for(asyncio.gather(*readers), timeout=5))
     finally:
-        for task in (*readers, feeder, flood, waiter, *([early] if early else [])):
+        for task in (feeder, flood, waiter, *([early] if early else [])):
             task.cancel()
+        for c in caps:
+            c.close()
         if proc.returncode is None and early is None:
             await asyncio.to_thread(_kill_tree, proc, cg)
     reason: str | None = None
@@ -254,9 +325,9 @@ async def supervise(argv: list[str], *, limits: SandboxLimits, cg: ExecCgroup | 
                     cwd: str = "/") -> Outcome:
     """Run `argv` (a sandbox launcher) to completion or until a limit stops it."""
     t0 = time.monotonic()
-    proc = await spawn(argv, limits=limits, cg=cg, pass_fds=pass_fds, drop_uid=drop_uid,
-                       env=env, cwd=cwd, stdin_pipe=bool(stdin))
-    return await collect(proc, limits=limits, cg=cg, stdin=stdin, t0=t0)
+    launched = await spawn(argv, limits=limits, cg=cg, pass_fds=pass_fds, drop_uid=drop_uid,
+                           env=env, cwd=cwd, stdin_pipe=bool(stdin))
+    return await collect(launched, limits=limits, cg=cg, stdin=stdin, t0=t0)
 
 
 def decode(data: bytes) -> str:

@@ -2,19 +2,29 @@
 
 Not imported by Bastion: its source is passed to the sandbox's interpreter with `-c`, so
 it uses the standard library only. It is already past interpreter start-up when a request
-arrives, writes the files into its private tmpfs, lowers its rlimits to the request's,
-points stdin at the request's input and runs main.py in-process (or execs another argv).
-Each zygote serves one execution and then its whole sandbox is destroyed, so nothing of
-one execution is visible to the next.
+arrives, writes the files into its private tmpfs and points stdin at the request's input.
+Then it forks: the child lowers its rlimits to the request's and runs main.py in-process
+(or execs another argv); the zygote itself (pid 1 of the sandbox, so the code cannot kill
+it) only waits for that child and reports its exit status on the status pipe.
+
+Why the fork: the status pipe is a channel into the supervisor, so the code must never
+hold it (a forged "0" would turn a failure into a success). The child closes it before
+running anything, and the zygote makes itself non-dumpable first, so the code cannot
+reopen it through /proc/1/fd either. Each zygote serves one execution and then its whole
+sandbox is destroyed, so nothing of one execution is visible to the next.
 """
 
 import atexit
+import ctypes
 import json
 import os
 import resource
 import runpy
 import sys
 import traceback
+
+_PR_SET_DUMPABLE = 4
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
 def _read_exact(n: int) -> bytes:
@@ -27,8 +37,24 @@ def _read_exact(n: int) -> bytes:
     return buf
 
 
+def _warm_up() -> None:
+    """Run an empty script once, so that runpy's lazy imports (pkgutil, typing...: several
+    ms) happen while parked, not on the caller's clock. Only the standard library's own
+    state is left behind, identical in every zygote; no execution has run yet."""
+    path = "/tmp/.zygote-warm-up.py"
+    with open(path, "w") as f:
+        f.write("pass\n")
+    try:
+        runpy.run_path(path, run_name="__zygote_warm_up__")
+    finally:
+        os.unlink(path)
+        sys.path_importer_cache.pop(path, None)
+
+
 def _serve() -> None:
-    os.write(1, b"\x01")  # ready: the supervisor waits for this byte before handing out
+    status_fd = int(sys.argv[1])
+    _warm_up()
+    os.write(status_fd, b"ready\n")  # the supervisor hands out only a ready zygote
     size = int.from_bytes(_read_exact(8), "big")
     req = json.loads(_read_exact(size))
     for name, text in req["files"].items():
@@ -44,13 +70,35 @@ def _serve() -> None:
     os.unlink("/tmp/.stdin")
     os.dup2(fd, 0)
     os.close(fd)
-    for res, value in req["rlimits"]:
-        resource.setrlimit(res, (value, value))
-    status_fd = int(sys.argv[1])
-    os.set_inheritable(status_fd, False)  # an exec'd argv must not report for us
-    argv = req["argv"]
+    # Non-dumpable before the fork: the child's code cannot open /proc/1/fd/<status>.
+    if _prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        os._exit(71)
+    pid = os.fork()
+    if pid == 0:
+        os.close(status_fd)
+        _prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)  # its own /proc/self stays readable to it
+        for res, value in req["rlimits"]:
+            resource.setrlimit(res, (value, value))
+        _run(req["argv"])
+    for fd in (0, 1, 2):  # only the child writes output: EOF is up to it
+        os.close(fd)
+    _, st = os.waitpid(pid, 0)
+    code = os.WEXITSTATUS(st) if os.WIFEXITED(st) else 128 + os.WTERMSIG(st)
+    # By now the child has exited, so all it wrote is in the pipes. Report, then leave
+    # without the interpreter's (and the namespaces') slow teardown; the supervisor kills
+    # the sandbox as soon as it has read this.
+    os.write(status_fd, b"%d\n" % code)
+    os._exit(0)
+
+
+def _run(argv: "list[str] | None") -> None:
+    """In the forked child: run the request's code as `python main.py` would. No return."""
     if argv is not None:
-        os.execvp(argv[0], argv)
+        try:
+            os.execvp(argv[0], argv)
+        except OSError as e:
+            print(f"cannot execute {argv[0]}: {e}", file=sys.stderr)
+            os._exit(127)
     sys.stdin = open(0, encoding="utf-8", errors="surrogateescape", closefd=False)
     sys.argv = ["main.py"]
     sys.path.insert(0, os.getcwd())
@@ -73,11 +121,6 @@ def _serve() -> None:
             stream.flush()
         except (OSError, ValueError):
             pass
-    os.close(1)
-    os.close(2)
-    # Report, then leave without the interpreter's (and the namespaces') slow teardown;
-    # the supervisor kills the sandbox as soon as it has read this and both EOFs.
-    os.write(status_fd, b"%d\n" % (code & 0xFF))
     os._exit(code & 0xFF)
 
 

@@ -8,6 +8,7 @@ the execution's cgroups and rlimits (see _supervise). Files reach the tmpfs thro
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -115,6 +116,7 @@ class BwrapSandbox:
         self.layers: tuple[str, ...] = tuple(sorted(configured))
         check_required(require, self.layers, self.backend)
         self._closed = False
+        self._cleanups: set[asyncio.Future[None]] = set()
 
     def _cgroup(self, limits: SandboxLimits) -> ExecCgroup | None:
         if not ({PIDS, MEMORY} & set(self.layers)):
@@ -164,9 +166,22 @@ class BwrapSandbox:
                                   pass_fds=passed, drop_uid=self.drop_uid)
         finally:
             if cg is not None:
-                cg.destroy()
+                self._destroy_later(cg)
         return ExecResult(out.returncode, decode(out.stdout), decode(out.stderr),
                           out.timed_out, out.killed_reason, round(out.duration_ms, 3), layers)
 
+    def _destroy_later(self, cg: ExecCgroup) -> None:
+        """Remove the cgroup off the caller's clock. `collect` has already killed every
+        process of the run and seen the cgroup empty; what is left is rmdir (and, after a
+        crash of our own code, the kill, which destroy() repeats anyway)."""
+        try:
+            task = asyncio.ensure_future(asyncio.to_thread(cg.destroy))
+        except RuntimeError:  # no running loop: do it now
+            cg.destroy()
+            return
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
     async def aclose(self) -> None:
         self._closed = True
+        await asyncio.gather(*self._cleanups, return_exceptions=True)

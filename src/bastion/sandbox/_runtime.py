@@ -67,10 +67,10 @@ def discover(python: str | None = None) -> Runtime:
                 binds.append(real)
 
     add(info["exe"])
+    for d in _SYSTEM_LIBDIRS:  # before libpython, which usually lives in one: one mount less
+        add(d)
     for key in ("stdlib", "platstdlib", "dynload", "libpython"):
         add(info[key])
-    for d in _SYSTEM_LIBDIRS:
-        add(d)
     symlinks: list[tuple[str, str]] = []
     for link in _SYSTEM_LINKS:
         if os.path.islink(link):

@@ -140,13 +140,12 @@ class Capture:
         return bytes(self.buf)
 
 
-async def _feed(proc: asyncio.subprocess.Process, data: bytes | None) -> None:
+async def _feed(proc: asyncio.subprocess.Process) -> None:
+    """Finish sending stdin (already handed to the transport) and close it."""
     if proc.stdin is None:
         return
     try:
-        if data:
-            proc.stdin.write(data)
-            await proc.stdin.drain()
+        await proc.stdin.drain()
     except (BrokenPipeError, ConnectionResetError):
         pass
     finally:
@@ -272,7 +271,12 @@ async def collect(launched: Launched, *, limits: SandboxLimits,
     caps = [Capture(launched.out_fd, limits.output_bytes, overflow.set),
             Capture(launched.err_fd, limits.output_bytes, overflow.set)]
     readers = [c.eof for c in caps]
-    feeder = asyncio.ensure_future(_feed(proc, stdin))
+    if stdin and proc.stdin is not None:
+        # The transport writes what the pipe takes right now: a parked zygote gets its
+        # request without waiting for a loop iteration.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            proc.stdin.write(stdin)
+    feeder = asyncio.ensure_future(_feed(proc))
     waiter = asyncio.ensure_future(proc.wait())
     flood = asyncio.ensure_future(overflow.wait())
     early = asyncio.ensure_future(_early_exit(status)) if status is not None else None
@@ -294,7 +298,11 @@ async def collect(launched: Launched, *, limits: SandboxLimits,
                                "memory" if cg is not None and cg.oom_killed() else None,
                                duration)
         # The main process is gone (or must go): nothing else of the run may survive it.
-        await asyncio.to_thread(_kill_tree, proc, cg)
+        # Fast path, no thread hop: the launcher exited (so its pid namespace is gone)
+        # and the cgroup is verifiably empty.
+        if not (proc.returncode is not None and cg is not None and cg.dirs
+                and not cg.pids()):
+            await asyncio.to_thread(_kill_tree, proc, cg)
         returncode = await proc.wait()
         outs = list(await asyncio.wait_for(asyncio.gather(*readers), timeout=5))
     finally:

@@ -101,6 +101,7 @@ class ExecCgroup:
 
     dirs: dict[str, Path] = field(default_factory=dict)  # controller -> directory
     versions: dict[str, int] = field(default_factory=dict)
+    applied: tuple[int, int] | None = None  # (memory_mb, pids) last written
 
     @property
     def procs_files(self) -> list[str]:
@@ -128,7 +129,11 @@ class ExecCgroup:
         return found
 
     def set_limits(self, memory_mb: int, pids: int) -> None:
-        """(Re)apply limits; the warm pool calls this again when a sandbox is claimed."""
+        """(Re)apply limits; the warm pool calls this again when a sandbox is claimed
+        (a no-op when the claim asks for the limits the sandbox was parked with)."""
+        if self.applied == (memory_mb, pids):
+            return
+        self.applied = None  # unknown until every write below has succeeded
         if "pids" in self.dirs:
             _write(self.dirs["pids"] / "pids.max", str(pids))
         if "memory" in self.dirs:
@@ -141,6 +146,7 @@ class ExecCgroup:
                 _write(d / "memory.max", str(nbytes))
                 if (d / "memory.swap.max").exists():
                     _write(d / "memory.swap.max", "0")
+        self.applied = (memory_mb, pids)
 
     def oom_killed(self) -> bool:
         d = self.dirs.get("memory")

@@ -25,8 +25,10 @@ from bastion.sandbox._supervise import Launched, collect, decode, rlimits_for, s
 from bastion.sandbox._types import ExecResult, SandboxLimits
 
 _ZYGOTE = Path(__file__).with_name("_zygote.py").read_text()
-# Generous limits for the parked sandbox; the request's own are applied when it is claimed.
-_PARKED = SandboxLimits(timeout=3600, memory_mb=1024, pids=64)
+# The parked sandbox's cgroup limits are a default request's (so claiming one with the
+# defaults writes nothing); its rlimits are generous, the child lowers them when claimed.
+_DEFAULT = SandboxLimits()
+_PARKED = SandboxLimits(timeout=3600, memory_mb=_DEFAULT.memory_mb, pids=_DEFAULT.pids + 1)
 
 
 @dataclass

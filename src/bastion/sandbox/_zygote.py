@@ -3,9 +3,10 @@
 Not imported by Bastion: its source is passed to the sandbox's interpreter with `-c`, so
 it uses the standard library only. It is already past interpreter start-up when a request
 arrives, writes the files into its private tmpfs and points stdin at the request's input.
-Then it forks: the child lowers its rlimits to the request's and runs main.py in-process
-(or execs another argv); the zygote itself (pid 1 of the sandbox, so the code cannot kill
-it) only waits for that child and reports its exit status on the status pipe.
+The zygote (pid 1 of the sandbox, so the code cannot kill it) forks at start-up, while
+parked: the child warms up, then takes the request, lowers its rlimits to the request's
+and runs main.py in-process (or execs another argv); the zygote only waits for that child
+and reports its exit status on the status pipe.
 
 Why the fork: the status pipe is a channel into the supervisor, so the code must never
 hold it (a forged "0" would turn a failure into a success). The child closes it before
@@ -52,9 +53,40 @@ def _warm_up() -> None:
 
 
 def _serve() -> None:
+    """pid 1: fork the child that will run the code now, while parked, then only report."""
     status_fd = int(sys.argv[1])
-    _warm_up()
-    os.write(status_fd, b"ready\n")  # the supervisor hands out only a ready zygote
+    # Non-dumpable before the fork: the child's code cannot open /proc/1/fd/<status>.
+    if _prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        os._exit(71)
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(status_fd)
+        os.close(ready_r)
+        _prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)  # its own /proc/self stays readable to it
+        # Warming up here, after the fork, also takes the copy-on-write page faults of
+        # the hot interpreter pages while parked instead of on the caller's clock.
+        _warm_up()
+        os.write(ready_w, b"1")
+        os.close(ready_w)
+        _execute()
+    os.close(ready_w)
+    for fd in (0, 1, 2):  # the child reads the request and writes the output, not us
+        os.close(fd)
+    if os.read(ready_r, 1) == b"1":
+        os.write(status_fd, b"ready\n")  # the supervisor hands out only a ready zygote
+    os.close(ready_r)
+    _, st = os.waitpid(pid, 0)
+    code = os.WEXITSTATUS(st) if os.WIFEXITED(st) else 128 + os.WTERMSIG(st)
+    # By now the child has exited, so all it wrote is in the pipes. Report, then leave
+    # without the interpreter's (and the namespaces') slow teardown; the supervisor kills
+    # the sandbox as soon as it has read this.
+    os.write(status_fd, b"%d\n" % code)
+    os._exit(0)
+
+
+def _execute() -> None:
+    """In the child: wait for the one request, place its files and input, run it."""
     size = int.from_bytes(_read_exact(8), "big")
     req = json.loads(_read_exact(size))
     for name, text in req["files"].items():
@@ -70,25 +102,9 @@ def _serve() -> None:
     os.unlink("/tmp/.stdin")
     os.dup2(fd, 0)
     os.close(fd)
-    # Non-dumpable before the fork: the child's code cannot open /proc/1/fd/<status>.
-    if _prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
-        os._exit(71)
-    pid = os.fork()
-    if pid == 0:
-        os.close(status_fd)
-        _prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)  # its own /proc/self stays readable to it
-        for res, value in req["rlimits"]:
-            resource.setrlimit(res, (value, value))
-        _run(req["argv"])
-    for fd in (0, 1, 2):  # only the child writes output: EOF is up to it
-        os.close(fd)
-    _, st = os.waitpid(pid, 0)
-    code = os.WEXITSTATUS(st) if os.WIFEXITED(st) else 128 + os.WTERMSIG(st)
-    # By now the child has exited, so all it wrote is in the pipes. Report, then leave
-    # without the interpreter's (and the namespaces') slow teardown; the supervisor kills
-    # the sandbox as soon as it has read this.
-    os.write(status_fd, b"%d\n" % code)
-    os._exit(0)
+    for res, value in req["rlimits"]:
+        resource.setrlimit(res, (value, value))
+    _run(req["argv"])
 
 
 def _run(argv: "list[str] | None") -> None:

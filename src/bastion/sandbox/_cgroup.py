@@ -97,7 +97,7 @@ def _read_counter(path: Path, key: str) -> int:
 
 @dataclass
 class ExecCgroup:
-    """The cgroup(s) of one execution. `procs_files` are written by the child itself."""
+    """The cgroup(s) of one execution; the child joins them itself (see join_files)."""
 
     dirs: dict[str, Path] = field(default_factory=dict)  # controller -> directory
     versions: dict[str, int] = field(default_factory=dict)
@@ -111,6 +111,25 @@ class ExecCgroup:
             if p not in seen:
                 seen.append(p)
         return seen
+
+    @property
+    def join_files(self) -> list[tuple[str, bool]]:
+        """(file, write_pid) pairs through which a freshly forked, single-threaded child
+        joins every hierarchy of the run.
+
+        On v1 the child writes "0" (itself) to `tasks`: moving one thread skips the global
+        threadgroup lock that a `cgroup.procs` write takes, whose RCU grace period was
+        the costliest step of a cold start (~10 ms here). With one thread, that thread is
+        the whole process, and everything it forks inherits the cgroup. v2 has no such
+        file for domain cgroups: there the pid goes to `cgroup.procs`.
+        """
+        out: list[tuple[str, bool]] = []
+        for ctrl, d in self.dirs.items():
+            entry = ((str(d / "tasks"), False) if self.versions[ctrl] == 1
+                     else (str(d / "cgroup.procs"), True))
+            if entry not in out:
+                out.append(entry)
+        return out
 
     @property
     def controllers(self) -> set[str]:

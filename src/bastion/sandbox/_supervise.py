@@ -61,14 +61,14 @@ def make_preexec(cg: ExecCgroup | None, rlimits: list[tuple[int, int]],
 
     Everything it needs is computed here, in the parent, so the child only does syscalls.
     """
-    procs = cg.procs_files if cg is not None else []
+    joins = cg.join_files if cg is not None else []
 
     def preexec() -> None:
         pid = str(os.getpid()).encode()
-        for path in procs:
+        for path, write_pid in joins:
             fd = os.open(path, os.O_WRONLY)
             try:
-                os.write(fd, pid)
+                os.write(fd, pid if write_pid else b"0")
             finally:
                 os.close(fd)
         for res, value in rlimits:

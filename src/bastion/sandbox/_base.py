@@ -11,7 +11,7 @@ import posixpath
 from dataclasses import dataclass
 
 from bastion.errors import SandboxError, SandboxUnavailable
-from bastion.sandbox._types import ALL_LAYERS, SandboxLimits
+from bastion.sandbox._types import ALL_LAYERS, ExecResult, SandboxLimits
 
 WORKDIR = "/work"
 MAX_FILES = 256
@@ -38,6 +38,29 @@ class Request:
     argv: list[str]
     stdin: bytes | None
     limits: SandboxLimits
+    runs_main: bool = False  # `code` was given without argv: the program is main.py
+
+
+class RunsRequests:
+    """The public `run()` every backend shares: validate the arguments, then `execute`."""
+
+    _closed: bool
+
+    def _python(self) -> str:
+        raise NotImplementedError
+
+    async def execute(self, req: Request) -> ExecResult:
+        raise NotImplementedError
+
+    async def run(self, code: str | None = None, *, files: dict[str, str] | None = None,
+                  argv: list[str] | None = None, stdin: bytes | str | None = None,
+                  input_json: object = None, timeout: float = 5.0, memory_mb: int = 256,
+                  pids: int = 64) -> ExecResult:
+        if self._closed:
+            raise SandboxError("sandbox is closed")
+        limits = SandboxLimits(timeout=timeout, memory_mb=memory_mb, pids=pids)
+        return await self.execute(build_request(code, files, argv, stdin, input_json, limits,
+                                                self._python()))
 
 
 def _check_name(name: str) -> str:
@@ -81,7 +104,7 @@ def build_request(code: str | None, files: dict[str, str] | None, argv: list[str
         data = stdin.encode("utf-8")
     else:
         data = stdin
-    return Request(placed, run_argv, data, limits.validated())
+    return Request(placed, run_argv, data, limits.validated(), runs_main=argv is None)
 
 
 def check_required(require: tuple[str, ...], have: set[str] | list[str] | tuple[str, ...],

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from bastion.errors import SandboxError, SandboxUnavailable
 from bastion.sandbox import _seccomp
-from bastion.sandbox._base import ENV_ALLOWLIST, WORKDIR, Request, build_request, check_required
+from bastion.sandbox._base import ENV_ALLOWLIST, WORKDIR, Request, RunsRequests, check_required
 from bastion.sandbox._cgroup import CgroupManager, ExecCgroup
 from bastion.sandbox._runtime import Runtime, discover
 from bastion.sandbox._supervise import decode, supervise
@@ -86,7 +86,7 @@ def _memfd(name: str, data: bytes) -> int:
     return fd
 
 
-class BwrapSandbox:
+class BwrapSandbox(RunsRequests):
     """Sandbox backed by bubblewrap; `layers` are the ones probe verified on this host."""
 
     backend = "bwrap"
@@ -135,15 +135,8 @@ class BwrapSandbox:
                 have.discard(ctrl)
         return sorted(have)
 
-    async def run(self, code: str | None = None, *, files: dict[str, str] | None = None,
-                  argv: list[str] | None = None, stdin: bytes | str | None = None,
-                  input_json: object = None, timeout: float = 5.0, memory_mb: int = 256,
-                  pids: int = 64) -> ExecResult:
-        if self._closed:
-            raise SandboxError("sandbox is closed")
-        limits = SandboxLimits(timeout=timeout, memory_mb=memory_mb, pids=pids)
-        req = build_request(code, files, argv, stdin, input_json, limits, self.runtime.python)
-        return await self.execute(req)
+    def _python(self) -> str:
+        return self.runtime.python
 
     async def execute(self, req: Request) -> ExecResult:
         """Run one validated request in a fresh sandbox and clean everything up."""

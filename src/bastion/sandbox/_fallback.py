@@ -13,7 +13,7 @@ import shutil
 import tempfile
 
 from bastion.errors import SandboxError, SandboxUnavailable
-from bastion.sandbox._base import ENV_ALLOWLIST, Request, build_request, check_required
+from bastion.sandbox._base import ENV_ALLOWLIST, Request, RunsRequests, check_required
 from bastion.sandbox._cgroup import CgroupManager, ExecCgroup
 from bastion.sandbox._runtime import discover
 from bastion.sandbox._supervise import SANDBOX_UID, decode, supervise
@@ -23,7 +23,7 @@ from bastion.sandbox._types import (
 )
 
 
-class FallbackSandbox:
+class FallbackSandbox(RunsRequests):
     """Namespaces via util-linux `unshare`, uid/caps via `setpriv`; no filesystem layer."""
 
     backend = "fallback"
@@ -61,14 +61,11 @@ class FallbackSandbox:
         argv = [self.runtime.python if x == "python3" else x for x in req.argv]
         return [*a, "--", *argv]
 
-    async def run(self, code: str | None = None, *, files: dict[str, str] | None = None,
-                  argv: list[str] | None = None, stdin: bytes | str | None = None,
-                  input_json: object = None, timeout: float = 5.0, memory_mb: int = 256,
-                  pids: int = 64) -> ExecResult:
-        if self._closed:
-            raise SandboxError("sandbox is closed")
-        limits = SandboxLimits(timeout=timeout, memory_mb=memory_mb, pids=pids)
-        req = build_request(code, files, argv, stdin, input_json, limits, self.runtime.python)
+    def _python(self) -> str:
+        return self.runtime.python
+
+    async def execute(self, req: Request) -> ExecResult:
+        limits = req.limits
         cg: ExecCgroup | None = None
         if {PIDS, MEMORY} & set(self.layers):
             try:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bastion.errors import SandboxError
-from bastion.sandbox._base import Request, build_request, check_required
+from bastion.sandbox._base import Request, RunsRequests, check_required
 from bastion.sandbox._bwrap import BwrapSandbox, bwrap_argv
 from bastion.sandbox._cgroup import ExecCgroup
 from bastion.sandbox._supervise import Launched, collect, decode, rlimits_for, spawn
@@ -48,7 +48,7 @@ async def _status_reader(fd: int) -> asyncio.StreamReader:
     return reader
 
 
-class WarmPoolSandbox:
+class WarmPoolSandbox(RunsRequests):
     """A Sandbox that answers from pre-started bwrap sandboxes, falling back to cold ones."""
 
     backend = "bwrap-warm"
@@ -117,20 +117,15 @@ class WarmPoolSandbox:
             if cg is not None:
                 await asyncio.to_thread(cg.destroy)
 
-    async def run(self, code: str | None = None, *, files: dict[str, str] | None = None,
-                  argv: list[str] | None = None, stdin: bytes | str | None = None,
-                  input_json: object = None, timeout: float = 5.0, memory_mb: int = 256,
-                  pids: int = 64) -> ExecResult:
-        if self._closed:
-            raise SandboxError("sandbox is closed")
-        limits = SandboxLimits(timeout=timeout, memory_mb=memory_mb, pids=pids)
-        req = build_request(code, files, argv, stdin, input_json, limits,
-                            self.cold.runtime.python)
+    def _python(self) -> str:
+        return self.cold.runtime.python
+
+    async def execute(self, req: Request) -> ExecResult:
         entry = self._claim()
         try:
             if entry is None:
                 return await self.cold.execute(req)
-            return await self._execute(entry, req, in_process=argv is None)
+            return await self._execute(entry, req, in_process=req.runs_main)
         finally:
             # Refill after, not during, the execution: starting a sandbox forks this
             # process and competes for CPU with the run being timed.

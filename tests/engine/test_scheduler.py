@@ -145,3 +145,20 @@ async def test_cancel_from_another_writer_stops_the_run(tmp_path: Path, store_ur
     assert result.status == "cancelled"
     assert result.nodes["long"].status == "cancelled"
     assert result.nodes["later"].status == "pending"
+
+
+async def test_the_live_result_equals_the_state_rebuilt_from_the_log(tmp_path: Path, store_url: str) -> None:
+    from bastion.engine import load_run, result_of
+    from bastion.state import open_store
+
+    counter, log = tmp_path / "counter", tmp_path / "stamps"
+    body = (stamp("a", log, 0.05) + stamp("b", log, 0.05)
+            + f"  - {{id: flaky, type: tool, tool: fail_times, max_retries: 1, depends_on: [a], "
+              f"args: {{counter: '{counter}', times: 1}}}}\n"
+            + "  - {id: bad, type: tool, tool: boom, depends_on: [b]}\n"
+            + "  - {id: after, type: tool, tool: echo, depends_on: [bad], args: {value: 1}}\n"
+            + "  - {id: gate, type: approval, depends_on: [flaky], message: 'ok?'}\n")
+    live = await workflow(tmp_path, body).run(store=store_url)
+    state, spec = load_run(open_store(store_url), live.run_id)
+    assert result_of(state, spec).to_dict() == live.to_dict()
+    assert live.status == "waiting" and live.nodes["flaky"].attempts == 2

@@ -15,6 +15,7 @@ node's success), and `emit` writes at once.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,7 +27,7 @@ from bastion.spec.models import WorkflowSpec
 from bastion.state import events as ev
 from bastion.state.projection import (CANCELLED, FAILED, PENDING, RUNNING, SKIPPED, SUCCEEDED,
                                       WAITING, RunState)
-from bastion.state.store import Store
+from bastion.state.store import Recorded, Store
 from bastion.tools import ToolRegistry
 
 POLL_SECONDS = 0.25
@@ -45,7 +46,7 @@ class Scheduler:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._check: set[str] = set(self._by_id)   # nodes whose readiness may have changed
         self._wake = asyncio.Event()
-        self._buffer: list[ev.Event] = []
+        self._buffer: list[tuple[ev.Event, float]] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._flush_scheduled = False
         base_dir = Path(state.base_dir)
@@ -55,18 +56,25 @@ class Scheduler:
         self.ctx = RunContext(run_id, spec, state, base_dir, gate, self.emit, state.model_override)
 
     # -- the log ---------------------------------------------------------------------------
+    # Events are applied to the projection when they happen and written in order, with the
+    # time they happened; the log and the live state therefore always agree.
     def emit(self, events: Sequence[ev.Event]) -> None:
-        """Write now (with anything deferred before it)."""
-        batch, self._buffer = [*self._buffer, *events], []
-        self._write(batch)
+        """Write now (with everything queued before it)."""
+        self.defer(events)
+        self._write()
 
     def defer(self, events: Sequence[ev.Event]) -> None:
-        """Queue events that the next write carries; losing them in a crash is harmless."""
-        self._buffer.extend(events)
+        """Queue events for the next write. Safe only for events whose loss in a crash is
+        harmless: a node start, a result or success that the next write carries (every
+        effect is preceded by a `commit`, so nothing acts on an unwritten success)."""
+        now = time.time()
+        for event in events:
+            self._buffer.append((event, now))
+            self._apply(Recorded(self.run_id, 0, now, event))
 
     async def commit(self, events: Sequence[ev.Event]) -> None:
         """Durable when this returns; commits in the same loop tick share one transaction."""
-        self._buffer.extend(events)
+        self.defer(events)
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         if not self._flush_scheduled:
@@ -78,7 +86,7 @@ class Scheduler:
         self._flush_scheduled = False
         waiters, self._waiters = self._waiters, []
         try:
-            self.emit([])
+            self._write()
         except Exception as exc:  # the store failed: every waiting commit fails with it
             for w in waiters:
                 if not w.done():
@@ -88,19 +96,22 @@ class Scheduler:
             if not w.done():
                 w.set_result(None)
 
-    def _write(self, events: Sequence[ev.Event]) -> None:
-        if not events:
+    def _write(self) -> None:
+        if not self._buffer:
             return
-        records = self.store.append(self.run_id, events)
+        batch, self._buffer = self._buffer, []
+        records = self.store.append(self.run_id, [e for e, _ in batch], [at for _, at in batch])
         if records[0].seq != self.state.last_seq + 1:
             self._catch_up(until=records[0].seq)
-        for record in records:
-            self.state.apply(record)
-            e = record.event
-            if isinstance(e, _SETTLED) or (isinstance(e, ev.NodeFailed) and e.final):
-                self._check.update(self._children[e.node])
-            elif isinstance(e, ev.ArtifactWritten):
-                self._invalidate_consumers(e)
+        self.state.last_seq = records[-1].seq
+
+    def _apply(self, record: Recorded) -> None:
+        self.state.apply(record)
+        e = record.event
+        if isinstance(e, _SETTLED) or (isinstance(e, ev.NodeFailed) and e.final):
+            self._check.update(self._children[e.node])
+        elif isinstance(e, ev.ArtifactWritten):
+            self._invalidate_consumers(e)
 
     def _catch_up(self, until: int | None = None) -> None:
         """Apply events other processes appended (approvals, cancel requests)."""
@@ -135,7 +146,7 @@ class Scheduler:
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(POLL_SECONDS)
-            self.emit([])  # deferred starts become visible to `bastion show` meanwhile
+            self._write()  # deferred starts become visible to `bastion show` meanwhile
             self._catch_up()
 
     def _recover_interrupted(self) -> None:
@@ -213,7 +224,7 @@ class Scheduler:
                 attempt += 1
                 continue
             model = self.ctx.model_for(node.agent) if node.type in ("routine", "adaptive") else None
-            await self.commit([ev.NodeSucceeded(node.id, attempt, output, model)])
+            self.defer([ev.NodeSucceeded(node.id, attempt, output, model)])
             return
 
     # -- invalidation (DESIGN rule 3) --------------------------------------------------------

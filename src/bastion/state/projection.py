@@ -77,7 +77,8 @@ class RunState:
         return found
 
     def apply(self, record: Recorded) -> None:
-        self.last_seq = record.seq
+        if record.seq:  # 0: applied by the live scheduler before the log assigned a seq
+            self.last_seq = record.seq
         e, at = record.event, record.at
         if isinstance(e, ev.RunStarted):
             self.workflow, self.spec_text, self.spec_path = e.workflow, e.spec_text, e.spec_path

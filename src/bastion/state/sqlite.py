@@ -63,14 +63,15 @@ class SQLiteStore:
             self._db.execute("INSERT INTO runs VALUES (?,?,?,?,?)", (run_id, workflow, "running", now, now))
             return self._insert(run_id, [first], now)[0]
 
-    def append(self, run_id: str, events: Sequence[Event]) -> list[Recorded]:
+    def append(self, run_id: str, events: Sequence[Event],
+               times: Sequence[float] | None = None) -> list[Recorded]:
         if not events:
             return []
-        now = time.time()
         with self._tx():
-            return self._insert(run_id, events, now)
+            return self._insert(run_id, events, time.time(), times)
 
-    def _insert(self, run_id: str, events: Sequence[Event], now: float) -> list[Recorded]:
+    def _insert(self, run_id: str, events: Sequence[Event], now: float,
+                times: Sequence[float] | None = None) -> list[Recorded]:
         # the primary key makes "last seq of this run" an index lookup; the runs row is
         # touched only when the run's status changes
         row = self._db.execute("SELECT seq FROM events WHERE run_id=? ORDER BY seq DESC LIMIT 1",
@@ -78,9 +79,10 @@ class SQLiteStore:
         if row is None and not self._has_run(run_id):
             raise UnknownRunError(f"run {run_id!r} is not in the store {self.url}")
         first = (row[0] if row else 0) + 1
-        out = [Recorded(run_id, first + i, now, event) for i, event in enumerate(events)]
+        stamps = times if times is not None and len(times) == len(events) else [now] * len(events)
+        out = [Recorded(run_id, first + i, at, event) for i, (event, at) in enumerate(zip(events, stamps))]
         self._db.executemany("INSERT INTO events VALUES (?,?,?,?,?)",
-                             [(run_id, r.seq, r.event.kind, now, r.event.to_json()) for r in out])
+                             [(run_id, r.seq, r.event.kind, r.at, r.event.to_json()) for r in out])
         status = None
         for event in events:
             status = event.status if isinstance(event, RunFinished) else _STATUS_OF.get(type(event), status)

@@ -58,6 +58,13 @@ class Gate:
         self._defer([ev.ToolCallFinished(node, key, result)])
         return result
 
+    async def run_code(self, node: str, attempt: int, sandbox: Any, **run: Any) -> Any:
+        """Run generated code in the Sandbox (never in this process); audit what it did,
+        with the isolation layers that were in force."""
+        result = await sandbox.run(**run)
+        await self._commit([ev.SandboxExecuted(node, attempt, result.to_dict())])
+        return result
+
 
 _SCALARS = (str, int, float, bool, type(None))
 

@@ -66,10 +66,10 @@ async def _attempt(ctx: RunContext, node: AdaptiveNode, sandbox: Any, harness: s
     """Run and verify one version of the code; None on success, else the sanitised error."""
     for transient in range(TRANSIENT_RETRIES + 1):
         run_input = render(node.run.input, ctx.template_context(node))
-        result = await sandbox.run(files={node.run.entrypoint: harness, node.run.module: code},
-                                   argv=["python3", node.run.entrypoint], input_json=run_input,
-                                   timeout=node.run.timeout, memory_mb=node.run.memory_mb, pids=node.run.pids)
-        ctx.emit([ev.SandboxExecuted(node.id, attempt, result.to_dict())])
+        result = await ctx.gate.run_code(
+            node.id, attempt, sandbox, files={node.run.entrypoint: harness, node.run.module: code},
+            argv=["python3", node.run.entrypoint], input_json=run_input, timeout=node.run.timeout,
+            memory_mb=node.run.memory_mb, pids=node.run.pids)
         if result.exit_code != 0:
             why = result.killed_reason or f"exit code {result.exit_code}"
             return quarantine(f"the code failed ({why}):\n{result.stderr[-3000:]}", "sandbox stderr").text

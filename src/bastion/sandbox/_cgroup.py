@@ -121,7 +121,8 @@ class ExecCgroup:
         threadgroup lock that a `cgroup.procs` write takes, whose RCU grace period was
         the costliest step of a cold start (~10 ms here). With one thread, that thread is
         the whole process, and everything it forks inherits the cgroup. v2 has no such
-        file for domain cgroups: there the pid goes to `cgroup.procs`.
+        file for domain cgroups: there the pid goes to `cgroup.procs`. (The exec chain of
+        _launch writes "0" to either file: for both the kernel reads it as "the writer".)
         """
         out: list[tuple[str, bool]] = []
         for ctrl, d in self.dirs.items():
@@ -137,7 +138,7 @@ class ExecCgroup:
 
     def pids(self, first_only: bool = False) -> set[int]:
         """Processes in the run's cgroups. Every process joins all of them at once (one
-        preexec writes each procs file), so `first_only` reads one file: the fast path."""
+        launcher writes each procs file), so `first_only` reads one file: the fast path."""
         found: set[int] = set()
         files = self.procs_files
         for f in files[:1] if first_only else files:

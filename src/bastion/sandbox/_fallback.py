@@ -16,7 +16,8 @@ from bastion.errors import SandboxError, SandboxUnavailable
 from bastion.sandbox._base import ENV_ALLOWLIST, Request, RunsRequests, check_required
 from bastion.sandbox._cgroup import CgroupManager, ExecCgroup
 from bastion.sandbox._runtime import discover
-from bastion.sandbox._supervise import SANDBOX_UID, decode, supervise
+from bastion.sandbox._launch import SANDBOX_UID
+from bastion.sandbox._supervise import decode, supervise
 from bastion.sandbox._types import (
     CAPS_DROPPED, ENV_ALLOWLIST as ENV_LAYER, IPC_NS, MEMORY, NETWORK, NO_NEW_PRIVS, PID_NS,
     PIDS, RLIMITS, UNPRIVILEGED, USER_NS, UTS_NS, WALL_CLOCK, ExecResult, SandboxLimits,

@@ -2,16 +2,16 @@
 
 Shared by both backends. The child joins the execution's cgroups and takes its rlimits
 *before* it execs the sandbox launcher (bwrap or unshare), so nothing it ever forks is
-outside the limits; then it drops to the unprivileged uid. Whatever happens (normal exit,
-timeout, output flood, crash of our own code), the cgroup is killed and removed in
-`finally`, so no process of a run outlives it.
+outside the limits; then it drops to the unprivileged uid (how, and why without a Python
+`preexec_fn`: see _launch). Whatever happens (normal exit, timeout, output flood, crash
+of our own code), the cgroup is killed and removed in `finally`, so no process of a run
+outlives it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import math
 import os
 import resource
@@ -20,12 +20,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bastion.errors import SandboxError
 from bastion.sandbox._cgroup import ExecCgroup
+from bastion.sandbox._launch import LAUNCH_FAILED, exec_chain, make_preexec
 from bastion.sandbox._types import SandboxLimits
 
-SANDBOX_UID = 65534  # nobody: what the code runs as on the host when we start as root
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)
 _DISK_MARKERS = (b"[Errno 28]", b"[Errno 27]", b"No space left on device", b"File too large")
 
 
@@ -53,34 +52,6 @@ def rlimits_for(limits: SandboxLimits) -> list[tuple[int, int]]:
         (resource.RLIMIT_NOFILE, limits.open_files),
         (resource.RLIMIT_CORE, 0),
     ]
-
-
-def make_preexec(cg: ExecCgroup | None, rlimits: list[tuple[int, int]],
-                 drop_uid: bool) -> Callable[[], None]:
-    """Build the function run in the forked child before exec.
-
-    Everything it needs is computed here, in the parent, so the child only does syscalls.
-    """
-    joins = cg.join_files if cg is not None else []
-
-    def preexec() -> None:
-        pid = str(os.getpid()).encode()
-        for path, write_pid in joins:
-            fd = os.open(path, os.O_WRONLY)
-            try:
-                os.write(fd, pid if write_pid else b"0")
-            finally:
-                os.close(fd)
-        for res, value in rlimits:
-            resource.setrlimit(res, (value, value))
-        if drop_uid:
-            os.setgroups([])
-            os.setresgid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
-            os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
-        # After the uid change (which clears it): die if the supervisor dies.
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-    return preexec
 
 
 class Capture:
@@ -206,13 +177,19 @@ async def spawn(argv: list[str], *, limits: SandboxLimits, cg: ExecCgroup | None
                 pass_fds: tuple[int, ...] = (), drop_uid: bool = True,
                 env: dict[str, str] | None = None, cwd: str = "/",
                 stdin_pipe: bool = True) -> Launched:
-    """Start a sandbox launcher already inside `cg` and under `limits`' rlimits."""
-    preexec = make_preexec(cg, rlimits_for(limits), drop_uid)
+    """Start a sandbox launcher already inside `cg` and under `limits`' rlimits.
+
+    Through the constant exec chain of _launch when the host has it, so that no Python
+    runs in the child and subprocess can vfork() instead of copying this process.
+    """
+    rlimits = rlimits_for(limits)
+    chain = exec_chain(argv, cg, rlimits, drop_uid)
+    preexec = make_preexec(cg, rlimits, drop_uid) if chain is None else None
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv,
+            *(chain or argv),
             stdin=asyncio.subprocess.PIPE if stdin_pipe else asyncio.subprocess.DEVNULL,
             stdout=out_w,
             stderr=err_w,
@@ -335,7 +312,12 @@ async def supervise(argv: list[str], *, limits: SandboxLimits, cg: ExecCgroup | 
     t0 = time.monotonic()
     launched = await spawn(argv, limits=limits, cg=cg, pass_fds=pass_fds, drop_uid=drop_uid,
                            env=env, cwd=cwd, stdin_pipe=bool(stdin))
-    return await collect(launched, limits=limits, cg=cg, stdin=stdin, t0=t0)
+    out = await collect(launched, limits=limits, cg=cg, stdin=stdin, t0=t0)
+    if out.returncode == 126 and out.stderr.strip() == LAUNCH_FAILED:
+        # The chain stopped before the launcher: no code ran, and its limits were not in
+        # force. An error, not a result (as the preexec function's exception was).
+        raise SandboxError(LAUNCH_FAILED.decode())
+    return out
 
 
 def decode(data: bytes) -> str:

@@ -42,7 +42,7 @@ class Gate:
         tool = self._registry.get(tool_name)
         if scopes is not None and scopes and f"tool:{tool_name}" not in scopes and "tool:*" not in scopes:
             raise ToolError(f"agent scopes {scopes} do not allow tool '{tool_name}' (add 'tool:{tool_name}')")
-        await self._commit([ev.ToolCallStarted(node, tool_name, key, _json_safe(args))])
+        await self._commit([ev.ToolCallStarted(node, tool_name, key, dict(args))])  # non-JSON values are logged as text
         try:
             result = await tool.invoke(args, key)
             result = _json_safe(result, strict=True)

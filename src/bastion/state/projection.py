@@ -80,7 +80,22 @@ class RunState:
         if record.seq:  # 0: applied by the live scheduler before the log assigned a seq
             self.last_seq = record.seq
         e, at = record.event, record.at
-        if isinstance(e, ev.RunStarted):
+        # the events every node writes come first: this runs for every event
+        if isinstance(e, ev.NodeStarted):
+            n = self.node(e.node)
+            n.status, n.attempts, n.reads = RUNNING, e.attempt, dict(e.reads)
+            n.started_at = n.started_at if e.attempt > 1 and n.started_at else at
+            n.finished_at, n.error = None, None
+        elif isinstance(e, ev.NodeSucceeded):
+            n = self.node(e.node)
+            n.status, n.output, n.finished_at, n.model, n.error = SUCCEEDED, e.output, at, e.model, None
+            self.artifact_versions[e.node] = self.artifact_versions.get(e.node, 0) + 1
+        elif isinstance(e, ev.ToolCallStarted):
+            self.tool_in_flight[e.key] = e.node
+        elif isinstance(e, ev.ToolCallFinished):
+            self.tool_results[e.key] = e.result
+            self.tool_in_flight.pop(e.key, None)
+        elif isinstance(e, ev.RunStarted):
             self.workflow, self.spec_text, self.spec_path = e.workflow, e.spec_text, e.spec_path
             self.base_dir, self.inputs, self.model_override = e.base_dir, e.inputs, e.model_override
             self.created_at, self.status, self.owner = at, "running", (e.host, e.pid)
@@ -92,15 +107,6 @@ class RunState:
             self.cancel_requested = True
         elif isinstance(e, ev.RunFinished):
             self.status, self.finished_at = e.status, at
-        elif isinstance(e, ev.NodeStarted):
-            n = self.node(e.node)
-            n.status, n.attempts, n.reads = RUNNING, e.attempt, dict(e.reads)
-            n.started_at = n.started_at if e.attempt > 1 and n.started_at else at
-            n.finished_at, n.error = None, None
-        elif isinstance(e, ev.NodeSucceeded):
-            n = self.node(e.node)
-            n.status, n.output, n.finished_at, n.model, n.error = SUCCEEDED, e.output, at, e.model, None
-            self.artifact_versions[e.node] = self.artifact_versions.get(e.node, 0) + 1
         elif isinstance(e, ev.NodeFailed):
             n = self.node(e.node)
             n.error = e.error
@@ -116,11 +122,6 @@ class RunState:
             n = self.node(e.node)
             n.status, n.output, n.finished_at, n.error = PENDING, None, None, None
             n.attempts, n.invalidations = 0, n.invalidations + 1
-        elif isinstance(e, ev.ToolCallStarted):
-            self.tool_in_flight[e.key] = e.node
-        elif isinstance(e, ev.ToolCallFinished):
-            self.tool_results[e.key] = e.result
-            self.tool_in_flight.pop(e.key, None)
         elif isinstance(e, ev.ToolCallFailed):
             self.tool_in_flight.pop(e.key, None)
         elif isinstance(e, ev.ModelCalled):

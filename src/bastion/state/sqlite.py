@@ -6,6 +6,7 @@ on a process crash; only an OS crash can drop the last transactions).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -37,6 +38,34 @@ def _path_of(url: str) -> str:
     return rest[1:]
 
 
+# One connection per database file and process, kept open: closing the last connection of
+# a WAL database checkpoints it (a millisecond per command or run), and every Store on the
+# same file shares one lock, so they serialise within the process as they do across them.
+_OPEN: dict[str, tuple[sqlite3.Connection, threading.Lock]] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def _connect(url: str, path: str) -> tuple[sqlite3.Connection, threading.Lock]:
+    key = path if path == ":memory:" else os.path.realpath(path)
+    with _OPEN_LOCK:
+        if path != ":memory:" and key in _OPEN:
+            return _OPEN[key]
+        fresh = path == ":memory:" or not os.path.exists(path)
+        try:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            # a brand-new file holds nothing yet: create it without fsyncs, then be durable
+            db.execute("PRAGMA synchronous=OFF" if fresh else "PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
+            db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"store {url!r} is not a usable SQLite database: {exc}") from None
+        pair = (db, threading.Lock())
+        if path != ":memory:":
+            _OPEN[key] = pair
+        return pair
+
+
 class SQLiteStore:
     """Store backend on one SQLite file; safe for several processes (approve while waiting)."""
 
@@ -48,14 +77,7 @@ class SQLiteStore:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise UserError(f"store {url!r}: cannot create its folder: {exc}") from None
-        try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-            self._db.execute("PRAGMA synchronous=NORMAL")  # first, so creating the schema is cheap too
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise UserError(f"store {url!r} is not a usable SQLite database: {exc}") from None
-        self._lock = threading.Lock()
+        self._db, self._lock = _connect(url, path)
 
     def create_run(self, run_id: str, workflow: str, first: Event) -> Recorded:
         now = time.time()
@@ -115,8 +137,7 @@ class SQLiteStore:
         return [RunSummary(*row) for row in rows]
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        """The connection stays open for the next Store on this file (see `_connect`)."""
 
 
 class _Transaction:

@@ -36,7 +36,7 @@ async def run_adaptive(ctx: RunContext, node: AdaptiveNode, attempt: int) -> Any
     if decision is not None and decision.approved is not None:
         if not decision.approved:
             raise NodeError(f"adaptive loop stopped by {decision.by}" + (f": {decision.reason}" if decision.reason else ""))
-        rounds *= 2  # the human granted one more round of attempts
+        # the human granted one more round of the same size; its calls get new keys
     harness = _read_entrypoint(ctx, node)
     sandbox = _sandbox(ctx)
     try:

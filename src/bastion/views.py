@@ -27,10 +27,12 @@ async def with_progress(work: Awaitable[T], store: Any, run_id: str, spec: Any, 
     if not (enabled and sys.stdout.isatty()):
         return await work
     task = asyncio.ensure_future(work)
+    state = RunState(run_id)
     with Live(console=console, refresh_per_second=8, transient=True) as live:
         while not task.done():
-            if store.has_run(run_id):
-                live.update(_progress_table(RunState.rebuild(run_id, store.events(run_id)), spec))
+            for record in store.events(run_id, after_seq=state.last_seq):  # only what is new
+                state.apply(record)
+            live.update(_progress_table(state, spec))
             await asyncio.wait([task], timeout=0.15)
     return task.result()
 

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import httpx
-import pytest
 
 from bastion import Workflow
 from bastion.state import events as ev

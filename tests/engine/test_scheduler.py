@@ -6,7 +6,6 @@ import asyncio
 import shutil
 from pathlib import Path
 
-import pytest
 
 from bastion import Workflow
 from tests.conftest import write

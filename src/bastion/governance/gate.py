@@ -45,7 +45,7 @@ class Gate:
         await self._commit([ev.ToolCallStarted(node, tool_name, key, dict(args))])  # non-JSON values are logged as text
         try:
             result = await tool.invoke(args, key)
-            result = _json_safe(result, strict=True)
+            result = _json_safe(result)
         except BastionError as exc:
             self._defer([ev.ToolCallFailed(node, key, str(exc))])
             raise
@@ -69,14 +69,12 @@ class Gate:
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def _json_safe(value: Any, strict: bool = False) -> Any:
-    """Results go into the JSON log; a result that is not JSON fails loudly (strict)."""
+def _json_safe(value: Any) -> Any:
+    """Results go into the JSON log; a result that is not JSON fails the call loudly."""
     if isinstance(value, _SCALARS):
         return value
     try:
         return json.loads(json.dumps(value))
     except (TypeError, ValueError) as exc:
-        if strict:
-            raise ToolError(f"tool returned a value that is not JSON ({exc}); return dicts, lists, "
-                            "strings, numbers, booleans or None") from None
-        return json.loads(json.dumps(value, default=repr))
+        raise ToolError(f"tool returned a value that is not JSON ({exc}); return dicts, lists, "
+                        "strings, numbers, booleans or None") from None

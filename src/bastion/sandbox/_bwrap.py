@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from functools import lru_cache
 
-from bastion.errors import SandboxError, SandboxUnavailable
+from bastion.errors import SandboxUnavailable
 from bastion.sandbox import _seccomp
 from bastion.sandbox._base import ENV_ALLOWLIST, WORKDIR, Request, RunsRequests, check_required
 from bastion.sandbox._cgroup import CgroupManager, ExecCgroup

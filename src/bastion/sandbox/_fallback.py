@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 
-from bastion.errors import SandboxError, SandboxUnavailable
+from bastion.errors import SandboxUnavailable
 from bastion.sandbox._base import ENV_ALLOWLIST, Request, RunsRequests, check_required
 from bastion.sandbox._cgroup import CgroupManager, ExecCgroup
 from bastion.sandbox._runtime import discover
@@ -20,7 +20,7 @@ from bastion.sandbox._launch import SANDBOX_UID
 from bastion.sandbox._supervise import decode, supervise
 from bastion.sandbox._types import (
     CAPS_DROPPED, ENV_ALLOWLIST as ENV_LAYER, IPC_NS, MEMORY, NETWORK, NO_NEW_PRIVS, PID_NS,
-    PIDS, RLIMITS, UNPRIVILEGED, USER_NS, UTS_NS, WALL_CLOCK, ExecResult, SandboxLimits,
+    PIDS, RLIMITS, UNPRIVILEGED, USER_NS, UTS_NS, WALL_CLOCK, ExecResult,
 )
 
 

@@ -57,7 +57,6 @@ class RunState:
     owner: tuple[str, int] = ("", 0)  # (host, pid) of the process that last executed the run
     nodes: dict[str, NodeState] = field(default_factory=dict)
     tool_results: dict[str, Any] = field(default_factory=dict)      # idempotency key -> result
-    tool_in_flight: dict[str, str] = field(default_factory=dict)     # key -> node
     model_results: dict[str, Any] = field(default_factory=dict)      # call key -> model output
     approvals: dict[str, Approval] = field(default_factory=dict)
     artifact_versions: dict[str, int] = field(default_factory=dict)  # node -> latest version
@@ -90,11 +89,8 @@ class RunState:
             n = self.node(e.node)
             n.status, n.output, n.finished_at, n.model, n.error = SUCCEEDED, e.output, at, e.model, None
             self.artifact_versions[e.node] = self.artifact_versions.get(e.node, 0) + 1
-        elif isinstance(e, ev.ToolCallStarted):
-            self.tool_in_flight[e.key] = e.node
         elif isinstance(e, ev.ToolCallFinished):
             self.tool_results[e.key] = e.result
-            self.tool_in_flight.pop(e.key, None)
         elif isinstance(e, ev.RunStarted):
             self.workflow, self.spec_text, self.spec_path = e.workflow, e.spec_text, e.spec_path
             self.base_dir, self.inputs, self.model_override = e.base_dir, e.inputs, e.model_override
@@ -122,8 +118,6 @@ class RunState:
             n = self.node(e.node)
             n.status, n.output, n.finished_at, n.error = PENDING, None, None, None
             n.attempts, n.invalidations = 0, n.invalidations + 1
-        elif isinstance(e, ev.ToolCallFailed):
-            self.tool_in_flight.pop(e.key, None)
         elif isinstance(e, ev.ModelCalled):
             self.node(e.node).model_calls += 1
             if e.key and not e.error:

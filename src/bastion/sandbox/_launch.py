@@ -1,24 +1,28 @@
 """How a sandbox launcher is started inside its cgroups, under its rlimits, as `nobody`.
 
-Why an exec chain and not a `preexec_fn`: a Python `preexec_fn` (or subprocess's `user=`,
-`group=`, `extra_groups=`) makes CPython's _posixsubprocess use a full fork() of the
-supervisor, which copies its page tables (4-6 ms for a typical Bastion process) on every
-cold start. Without them it uses vfork(), which costs ~0.2 ms. So the child execs two
-small constant programs instead, in this order, before the launcher (bwrap or unshare):
+Three ways, fastest first; `launcher()` says which one this host uses:
 
-1. `/bin/sh -c _JOIN_AND_LIMIT`: writes "0" (= the writer) to each cgroup file given as
-   an argument, then sets each rlimit (soft = hard) with the `ulimit` builtin, then
-   execs the rest. The script is a constant: paths, flags and numbers are positional
-   arguments, never interpolated, so nothing the caller passes can become shell code.
-   Any failure exits 126 with `LAUNCH_FAILED` on stderr *before* anything else runs.
-   Using the builtin saves one more exec (prlimit) per start.
-2. `setpriv`: drops to the unprivileged uid/gid with no supplementary groups (when we
-   are root) and sets PR_SET_PDEATHSIG=SIGKILL after that change (a uid change clears
-   it), so the launcher dies with the supervisor.
+- `vfork`: the C extension `_spawn` (built with the package when a compiler is there)
+  does every step below in a vfork() child with raw system calls, then execs the launcher
+  (bwrap or unshare) directly: one exec per start.
+- `exec-chain`: without the extension. A Python `preexec_fn` (or subprocess's `user=`,
+  `group=`, `extra_groups=`) makes CPython's _posixsubprocess use a full fork() of the
+  supervisor, which copies its page tables (4-6 ms for a typical Bastion process) on every
+  cold start; without them it uses vfork(). So the child execs two small constant
+  programs instead, in this order, before the launcher:
+  1. `/bin/sh -c _JOIN_AND_LIMIT`: writes "0" (= the writer) to each cgroup file given as
+     an argument, then sets each rlimit (soft = hard) with the `ulimit` builtin, then
+     execs the rest. The script is a constant: paths, flags and numbers are positional
+     arguments, never interpolated, so nothing the caller passes can become shell code.
+     Any failure exits 126 with `LAUNCH_FAILED` on stderr *before* anything else runs.
+  2. `setpriv`: drops to the unprivileged uid/gid with no supplementary groups (when we
+     are root) and sets PR_SET_PDEATHSIG=SIGKILL after that change (a uid change clears
+     it), so the launcher dies with the supervisor.
+- `preexec`: the same steps in a Python function run in the child (hosts without /bin/sh
+  or setpriv).
 
-So the cgroup join and the rlimits are in force before the uid drop, and all three before
-the launcher and the user code start, exactly as with the preexec function they replace.
-That function is kept for hosts without /bin/sh or setpriv.
+Whichever way, the cgroup join and the rlimits are in force before the uid drop, and all
+three before the launcher and the user code start.
 """
 
 from __future__ import annotations
@@ -32,6 +36,11 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from bastion.sandbox._cgroup import ExecCgroup
+
+try:
+    from bastion.sandbox import _spawn as _vfork
+except ImportError:  # built without a C compiler: the exec chain is used instead
+    _vfork = None  # type: ignore[assignment]
 
 SANDBOX_UID = 65534  # nobody: what the code runs as on the host when we start as root
 LAUNCH_FAILED = b"bastion-launcher: cannot join the cgroup or set the rlimits"
@@ -63,6 +72,29 @@ def _tools() -> tuple[str, str] | None:
     if setpriv is None or not os.access("/bin/sh", os.X_OK):
         return None
     return "/bin/sh", setpriv
+
+
+def launcher() -> str:
+    """Which way launchers are started on this host: vfork, exec-chain or preexec."""
+    if _vfork is not None:
+        return "vfork"
+    return "exec-chain" if _tools() is not None else "preexec"
+
+
+def vfork_spawn(argv: list[str], *, env: dict[str, str], cwd: str, stdio: tuple[int, int, int],
+                pass_fds: tuple[int, ...], cg: ExecCgroup | None,
+                rlimits: list[tuple[int, int]], drop_uid: bool) -> int | None:
+    """Start `argv` through the C launcher and return its pid; None without the extension.
+
+    Raises OSError naming the step that failed (nothing was executed then)."""
+    if _vfork is None:
+        return None
+    joins = [os.fsencode(path) for path, _ in cg.join_files] if cg is not None else []
+    uid = SANDBOX_UID if drop_uid else -1
+    pid: int = _vfork.spawn([os.fsencode(a) for a in argv],
+                            [os.fsencode(f"{k}={v}") for k, v in env.items()],
+                            os.fsencode(cwd), stdio, list(pass_fds), joins, rlimits, uid, uid)
+    return pid
 
 
 def exec_chain(argv: list[str], cg: ExecCgroup | None, rlimits: list[tuple[int, int]],

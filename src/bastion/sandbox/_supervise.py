@@ -22,7 +22,10 @@ from dataclasses import dataclass
 
 from bastion.errors import SandboxError
 from bastion.sandbox._cgroup import ExecCgroup
-from bastion.sandbox._launch import LAUNCH_FAILED, exec_chain, make_preexec
+from bastion.sandbox._launch import (
+    LAUNCH_FAILED, exec_chain, launcher, make_preexec, vfork_spawn,
+)
+from bastion.sandbox._process import AsyncioChild, Child, PidChild
 from bastion.sandbox._types import SandboxLimits
 
 _DISK_MARKERS = (b"[Errno 28]", b"[Errno 27]", b"No space left on device", b"File too large")
@@ -111,21 +114,6 @@ class Capture:
         return bytes(self.buf)
 
 
-async def _feed(proc: asyncio.subprocess.Process) -> None:
-    """Finish sending stdin (already handed to the transport) and close it."""
-    if proc.stdin is None:
-        return
-    try:
-        await proc.stdin.drain()
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    finally:
-        try:
-            proc.stdin.close()
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-
 def _children(pid: int) -> list[int]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
@@ -134,7 +122,7 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def _kill_tree(proc: asyncio.subprocess.Process, cg: ExecCgroup | None) -> None:
+def _kill_tree(proc: Child, cg: ExecCgroup | None) -> None:
     """Kill the sandbox's init first (its pid namespace dies with it and the launcher
     reaps it, leaving no orphan zombie for the host's init), then whatever is left."""
     for child in _children(proc.pid):
@@ -162,7 +150,7 @@ def _kill_tree(proc: asyncio.subprocess.Process, cg: ExecCgroup | None) -> None:
 class Launched:
     """A started launcher and our read ends of its stdout and stderr pipes."""
 
-    proc: asyncio.subprocess.Process
+    proc: Child
     out_fd: int
     err_fd: int
 
@@ -179,10 +167,39 @@ async def spawn(argv: list[str], *, limits: SandboxLimits, cg: ExecCgroup | None
                 stdin_pipe: bool = True) -> Launched:
     """Start a sandbox launcher already inside `cg` and under `limits`' rlimits.
 
-    Through the constant exec chain of _launch when the host has it, so that no Python
-    runs in the child and subprocess can vfork() instead of copying this process.
+    Through the vfork launcher, else the constant exec chain (see _launch): either way no
+    Python runs in the child and this process is not copied.
     """
     rlimits = rlimits_for(limits)
+    env = env if env is not None else {"PATH": "/usr/bin:/bin"}
+    if launcher() != "vfork":
+        return await _spawn_from_python(argv, env=env, cwd=cwd, pass_fds=pass_fds, cg=cg,
+                                        rlimits=rlimits, drop_uid=drop_uid,
+                                        stdin_pipe=stdin_pipe)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    in_r, in_w = (os.pipe2(os.O_CLOEXEC) if stdin_pipe
+                  else (os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1))
+    try:
+        pid = vfork_spawn(argv, env=env, cwd=cwd, stdio=(in_r, out_w, err_w),
+                          pass_fds=pass_fds, cg=cg, rlimits=rlimits, drop_uid=drop_uid)
+    except OSError as e:
+        for fd in (out_r, err_r, in_w):
+            if fd >= 0:
+                os.close(fd)
+        raise SandboxError(f"cannot start the sandbox: {e.strerror or e}") from e
+    finally:
+        for fd in (*pass_fds, out_w, err_w, in_r):
+            os.close(fd)
+    assert pid is not None
+    return Launched(PidChild(pid, in_w if stdin_pipe else None), out_r, err_r)
+
+
+async def _spawn_from_python(argv: list[str], *, env: dict[str, str], cwd: str,
+                             pass_fds: tuple[int, ...], cg: ExecCgroup | None,
+                             rlimits: list[tuple[int, int]], drop_uid: bool,
+                             stdin_pipe: bool) -> Launched:
+    """Without the vfork launcher: asyncio starts the exec chain (or a preexec_fn)."""
     chain = exec_chain(argv, cg, rlimits, drop_uid)
     preexec = make_preexec(cg, rlimits, drop_uid) if chain is None else None
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -193,7 +210,7 @@ async def spawn(argv: list[str], *, limits: SandboxLimits, cg: ExecCgroup | None
             stdin=asyncio.subprocess.PIPE if stdin_pipe else asyncio.subprocess.DEVNULL,
             stdout=out_w,
             stderr=err_w,
-            env=env if env is not None else {"PATH": "/usr/bin:/bin"},
+            env=env,
             cwd=cwd,
             pass_fds=pass_fds,
             start_new_session=True,
@@ -206,7 +223,7 @@ async def spawn(argv: list[str], *, limits: SandboxLimits, cg: ExecCgroup | None
     finally:
         for fd in (*pass_fds, out_w, err_w):
             os.close(fd)
-    return Launched(proc, out_r, err_r)
+    return Launched(AsyncioChild(proc), out_r, err_r)
 
 
 def signal_all(cg: ExecCgroup | None) -> None:
@@ -248,12 +265,8 @@ async def collect(launched: Launched, *, limits: SandboxLimits,
     caps = [Capture(launched.out_fd, limits.output_bytes, overflow.set),
             Capture(launched.err_fd, limits.output_bytes, overflow.set)]
     readers = [c.eof for c in caps]
-    if stdin and proc.stdin is not None:
-        # The transport writes what the pipe takes right now: a parked zygote gets its
-        # request without waiting for a loop iteration.
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            proc.stdin.write(stdin)
-    feeder = asyncio.ensure_future(_feed(proc))
+    feeder = proc.feed(stdin)  # what the pipe takes goes now: a parked zygote gets its
+    # request without waiting for a loop iteration
     waiter = asyncio.ensure_future(proc.wait())
     flood = asyncio.ensure_future(overflow.wait())
     early = asyncio.ensure_future(_early_exit(status)) if status is not None else None

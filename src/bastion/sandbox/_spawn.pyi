@@ -1,0 +1,3 @@
+def spawn(argv: list[bytes], envp: list[bytes], cwd: bytes, stdio: tuple[int, int, int],
+          keep_fds: list[int], cgroup_files: list[bytes], rlimits: list[tuple[int, int]],
+          uid: int, gid: int) -> int: ...

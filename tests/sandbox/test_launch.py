@@ -1,28 +1,53 @@
-"""The exec chain that replaced the preexec function keeps every one of its guarantees.
+"""Both ways of starting a launcher (the vfork C extension and the exec chain it falls
+back to) keep every guarantee of the preexec function they replaced.
 
 Seen from the host, on the launcher process itself: the exact rlimits (soft and hard), the
 unprivileged uid/gid with no supplementary groups, every cgroup of the run, death with the
-supervisor; a failed join runs nothing; and no argument can become shell code.
+supervisor, default signal dispositions, its own session, only stdio and the passed
+descriptors; a failed step runs nothing; and no argument can become shell code.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import shutil
+import signal
+
 import pytest
 
 from bastion.errors import SandboxError
+from bastion.sandbox import _launch
 from bastion.sandbox._cgroup import CgroupManager, ExecCgroup
-from bastion.sandbox._launch import SANDBOX_UID, exec_chain
+from bastion.sandbox._launch import SANDBOX_UID, exec_chain, launcher
 from bastion.sandbox._supervise import rlimits_for, spawn, supervise
 from bastion.sandbox._types import SandboxLimits
 
-pytestmark = pytest.mark.skipif(exec_chain([], None, [], False) is None,
-                                reason="no /bin/sh or setpriv: the preexec path is used")
+
+@pytest.fixture(params=["vfork", "exec-chain"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test through each launch path this host has."""
+    if request.param == "vfork" and launcher() != "vfork":
+        pytest.skip("the C launcher is not built here (see test_vfork_launcher_is_built)")
+    if request.param == "exec-chain":
+        if exec_chain([], None, [], False) is None:
+            pytest.skip("no /bin/sh or setpriv: the preexec path is used")
+        monkeypatch.setattr(_launch, "_vfork", None)
+    assert launcher() == request.param
+    return str(request.param)
+
+
+def test_vfork_launcher_is_built() -> None:
+    """With a C compiler at install time the fast launcher must be there: a build that
+    failed silently would only show as slower cold starts."""
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler on this host: the exec chain is the launcher")
+    assert launcher() == "vfork", "bastion.sandbox._spawn did not build (pip install -e .)"
 
 _LIMIT_NAMES = {"Max cpu time": 0, "Max address space": 1, "Max file size": 2,
                 "Max open files": 3, "Max core file size": 4}
@@ -43,7 +68,7 @@ def _status(pid: int) -> dict[str, str]:
     return {k: v.strip() for k, _, v in (ln.partition(":") for ln in text.splitlines())}
 
 
-async def test_launcher_runs_with_exact_limits_uid_and_cgroups() -> None:
+async def test_launcher_runs_with_exact_limits_uid_and_cgroups(path: str) -> None:
     mgr = CgroupManager()
     if not {"pids", "memory"} <= set(mgr.hierarchies) or os.geteuid() != 0:
         pytest.skip("needs root and pids/memory cgroups")
@@ -64,6 +89,9 @@ async def test_launcher_runs_with_exact_limits_uid_and_cgroups() -> None:
         assert st["Uid"].split() == [str(SANDBOX_UID)] * 4
         assert st["Gid"].split() == [str(SANDBOX_UID)] * 4
         assert st["Groups"] == ""
+        assert os.getsid(pid) == pid  # its own session: killpg reaches what it starts
+        assert int(st["SigIgn"], 16) == 0, "ignored signals (SIGPIPE, SIGXFSZ) leaked"
+        assert int(st["SigBlk"], 16) == 0
         assert cg.pids() == {pid}
         assert all(pid in {int(x) for x in Path(f).read_text().split()}
                    for f in cg.procs_files)
@@ -74,7 +102,7 @@ async def test_launcher_runs_with_exact_limits_uid_and_cgroups() -> None:
             await launched.proc.wait()
 
 
-async def test_failed_join_runs_nothing_and_raises(tmp_path: Path) -> None:
+async def test_failed_join_runs_nothing_and_raises(tmp_path: Path, path: str) -> None:
     marker = tmp_path / "ran"
     cg = ExecCgroup(dirs={"pids": tmp_path / "missing"}, versions={"pids": 1})
     with pytest.raises(SandboxError, match="cannot join"):
@@ -95,7 +123,10 @@ def test_arguments_are_never_shell_code(tmp_path: Path) -> None:
 
 _ORPHAN = """
 import asyncio, os, sys
+from bastion.sandbox import _launch
 from bastion.sandbox._supervise import spawn
+if sys.argv[1] == "exec-chain":
+    _launch._vfork = None
 from bastion.sandbox._types import SandboxLimits
 async def main():
     launched = await spawn(["/bin/sleep", "30"], limits=SandboxLimits(timeout=30), cg=None,
@@ -107,9 +138,9 @@ asyncio.run(main())
 """
 
 
-async def test_launcher_dies_with_the_supervisor() -> None:
-    out = subprocess.run([sys.executable, "-c", _ORPHAN], capture_output=True, timeout=30,
-                         check=True).stdout
+async def test_launcher_dies_with_the_supervisor(path: str) -> None:
+    out = subprocess.run([sys.executable, "-c", _ORPHAN, path], capture_output=True,
+                         timeout=30, check=True).stdout
     pid = int(out)
     for _ in range(200):
         try:
@@ -120,3 +151,33 @@ async def test_launcher_dies_with_the_supervisor() -> None:
         await asyncio.sleep(0.01)
     os.kill(pid, 9)
     pytest.fail("the launcher outlived its supervisor")
+
+
+async def test_only_stdio_and_passed_fds_reach_the_launcher(path: str) -> None:
+    tmp = os.open(os.devnull, os.O_RDONLY)
+    leaked = os.dup2(tmp, 200, inheritable=True)  # as a careless library would leave it
+    passed = os.dup2(tmp, 201, inheritable=False)  # close-on-exec, but asked for
+    os.close(tmp)
+    try:
+        out = await supervise(["/bin/ls", "/proc/self/fd"], limits=SandboxLimits(timeout=10),
+                              cg=None, stdin=None, pass_fds=(passed,), drop_uid=False)
+    finally:
+        os.close(leaked)
+    fds = sorted(int(x) for x in out.stdout.split())
+    # stdio, the directory ls opened to list them (the lowest free number), the passed one
+    assert fds == [0, 1, 2, 3, passed], fds
+
+
+async def test_failed_exec_is_an_error_naming_the_step(path: str) -> None:
+    if path == "exec-chain":
+        pytest.skip("the chain reports a missing launcher as exit code 127")
+    with pytest.raises(SandboxError, match="cannot execute the launcher"):
+        await supervise(["/nonexistent/launcher"], limits=SandboxLimits(timeout=10),
+                        cg=None, stdin=None, drop_uid=False)
+
+
+async def test_stdin_reaches_the_launcher_in_full(path: str) -> None:
+    data = os.urandom(1 << 20)  # more than a pipe holds: written as the reader drains it
+    out = await supervise(["/usr/bin/sha256sum"], limits=SandboxLimits(timeout=20), cg=None,
+                          stdin=data, drop_uid=False)
+    assert out.stdout.split()[0].decode() == hashlib.sha256(data).hexdigest()

@@ -117,16 +117,53 @@ class BwrapSandbox(RunsRequests):
         check_required(require, self.layers, self.backend)
         self._closed = False
         self._cleanups: set[asyncio.Future[None]] = set()
+        self._spare: ExecCgroup | None = None
+        self._making_spare: asyncio.Future[ExecCgroup] | None = None
 
     def _cgroup(self, limits: SandboxLimits) -> ExecCgroup | None:
+        """A fresh, never used cgroup for one execution, with `limits` applied.
+
+        Made ahead of time when possible (mkdir and limit writes, ~0.3 ms, are then off
+        the caller's clock): each execution takes the spare and the next one is made in
+        the background. A spare is never reused; sweep_stale removes one a crash left.
+        """
         if not ({PIDS, MEMORY} & set(self.layers)):
             return None
+        cg, self._spare = self._spare, None
         try:
-            return self.cgroups.create(limits.memory_mb, limits.pids)
+            if cg is not None:
+                cg.set_limits(limits.memory_mb, limits.pids)
+            else:
+                cg = self.cgroups.create(limits.memory_mb, limits.pids)
         except OSError as e:
+            if cg is not None:
+                cg.destroy()
             if {PIDS, MEMORY} & set(self.require):
                 raise SandboxUnavailable(f"cannot create the execution cgroup: {e}") from e
             return None
+        self._make_spare(limits)
+        return cg
+
+    def _make_spare(self, limits: SandboxLimits) -> None:
+        if self._closed or self._making_spare is not None:
+            return
+        try:
+            task = asyncio.ensure_future(
+                asyncio.to_thread(self.cgroups.create, limits.memory_mb, limits.pids))
+        except RuntimeError:  # no running loop: the next execution makes its own
+            return
+        self._making_spare = task
+
+        def done(t: asyncio.Future[ExecCgroup]) -> None:
+            self._making_spare = None
+            if t.cancelled() or t.exception() is not None:
+                return
+            if self._closed or self._spare is not None:
+                self._destroy_later(t.result())
+            else:
+                self._spare = t.result()
+
+        task.add_done_callback(done)
 
     def run_layers(self, cg: ExecCgroup | None) -> list[str]:
         have = set(self.layers)
@@ -177,4 +214,9 @@ class BwrapSandbox(RunsRequests):
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._making_spare is not None:
+            await asyncio.gather(self._making_spare, return_exceptions=True)
+        if self._spare is not None:
+            self._destroy_later(self._spare)
+            self._spare = None
         await asyncio.gather(*self._cleanups, return_exceptions=True)

@@ -159,9 +159,18 @@ class ExecCgroup:
         if "memory" in self.dirs:
             d, nbytes = self.dirs["memory"], memory_mb * 1024 * 1024
             if self.versions["memory"] == 1:
-                _write(d / "memory.limit_in_bytes", str(nbytes))
+                # v1 keeps limit <= memsw.limit at every step: lowering writes the limit
+                # first, raising (a spare made for smaller limits) writes memsw first.
+                files = [d / "memory.limit_in_bytes"]
                 if (d / "memory.memsw.limit_in_bytes").exists():
-                    _write(d / "memory.memsw.limit_in_bytes", str(nbytes))
+                    files.append(d / "memory.memsw.limit_in_bytes")
+                try:
+                    _write(files[0], str(nbytes))
+                except OSError:
+                    files.reverse()
+                    _write(files[0], str(nbytes))
+                for f in files[1:]:
+                    _write(f, str(nbytes))
             else:
                 _write(d / "memory.max", str(nbytes))
                 if (d / "memory.swap.max").exists():

@@ -46,7 +46,7 @@ def _pct(xs: list[float], q: float) -> float:
 async def _exec(*argv: str) -> None:
     p = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
                                              stderr=asyncio.subprocess.PIPE)
-    out, err = await p.communicate()
+    _, err = await p.communicate()
     assert p.returncode == 0, (argv, err)
 
 

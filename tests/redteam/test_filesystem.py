@@ -385,3 +385,45 @@ async def test_host_file_descriptors_are_not_inherited(sandbox, token, canaries,
             os.close(fd)
         host_end.close()
         leak_end.close()
+
+
+TAMPER_DEV = r"""
+import os
+for name in ('null', 'urandom', 'zero'):
+    for attempt in (lambda: os.unlink('/dev/' + name), lambda: os.chmod('/dev/' + name, 0o777),
+                    lambda: os.rename('/dev/' + name, '/dev/shm/' + name),
+                    lambda: os.link('/dev/' + name, '/dev/shm/l-' + name),
+                    lambda: open('/dev/' + name + '.evil', 'w')):
+        try:
+            attempt()
+            print('CHANGED', name, flush=True)
+        except OSError:
+            pass
+for target in ('/dev', '/dev/shm/..'):
+    try:
+        os.chmod(target, 0o777)
+        print('CHANGED', target, flush=True)
+    except OSError:
+        pass
+"""
+
+
+async def test_dev_cannot_be_tampered_with(sandbox, token, canaries, listeners, procwatch):
+    """On root hosts /dev is a host directory bound into every sandbox (see _devices): a
+    change made by one run would be seen by the next and by the host."""
+    from bastion.sandbox._devices import device_dir
+
+    d = device_dir()
+
+    def snapshot() -> dict[str, tuple[int, int, int, int]]:
+        if d is None:
+            return {}
+        entries = {name: os.lstat(os.path.join(d, name)) for name in os.listdir(d)}
+        entries["."] = os.lstat(d)
+        return {n: (s.st_mode, s.st_uid, s.st_rdev, s.st_ino) for n, s in entries.items()}
+
+    before = snapshot()
+    res = await run_guarded(sandbox, payload(TAMPER_DEV, token), timeout=10.0)
+    assert "CHANGED" not in res.stdout, out(res)
+    assert snapshot() == before, "the host's /dev directory for sandboxes changed"
+    host_checks(res, canaries, listeners, procwatch)

@@ -12,12 +12,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
-
-import shutil
-import signal
 
 import pytest
 

@@ -87,3 +87,45 @@ async def test_seccomp_denies_escalation(sb: Sandbox) -> None:
 async def test_only_stdio_fds(sb: Sandbox) -> None:
     r = await sb.run("import os; print(sorted(int(f) for f in os.listdir('/proc/self/fd')))")
     assert r.stdout.strip() in ("[0, 1, 2]", "[0, 1, 2, 3]")  # 3: listdir's own fd
+
+
+_DEV = r"""
+import os, json
+out = {'listing': sorted(os.listdir('/dev'))}
+with open('/dev/null', 'w') as f:
+    f.write('x')
+out['urandom'] = len(open('/dev/urandom', 'rb').read(32))
+out['zero'] = open('/dev/zero', 'rb').read(4).hex()
+with open('/dev/shm/s', 'w') as f:
+    f.write('shm')
+out['shm'] = open('/dev/shm/s').read()
+try:
+    with open('/dev/shm/big', 'wb') as f:
+        f.write(b'x' * (80 << 20))
+    out['shm_cap'] = 'none'
+except OSError as e:
+    out['shm_cap'] = e.errno
+out['denied'] = []
+for attempt in (lambda: open('/dev/new', 'w'), lambda: os.unlink('/dev/null'),
+                lambda: os.rename('/dev/zero', '/dev/z'), lambda: os.chmod('/dev', 0o777),
+                lambda: os.symlink('/work', '/dev/link'), lambda: os.mknod('/dev/mem2')):
+    try:
+        attempt()
+        out['denied'].append(False)
+    except OSError:
+        out['denied'].append(True)
+print(json.dumps(out))
+"""
+
+
+async def test_dev_has_the_usual_nodes_and_cannot_be_changed(sb: Sandbox) -> None:
+    import json
+
+    r = await sb.run(_DEV)
+    assert r.exit_code == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert {"null", "zero", "full", "random", "urandom", "shm", "fd", "stdin", "stdout",
+            "stderr"} <= set(got["listing"])
+    assert got["urandom"] == 32 and got["zero"] == "00000000" and got["shm"] == "shm"
+    assert got["shm_cap"] == 28, "/dev/shm is not size-capped"  # ENOSPC at the 64 MiB tmpfs
+    assert all(got["denied"]), got["denied"]

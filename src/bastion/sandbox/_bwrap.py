@@ -16,14 +16,38 @@ from functools import lru_cache
 
 from bastion.errors import SandboxUnavailable
 from bastion.sandbox import _seccomp
-from bastion.sandbox._base import ENV_ALLOWLIST, WORKDIR, Request, RunsRequests, check_required
+from bastion.sandbox._base import (
+    ENV_ALLOWLIST,
+    WORKDIR,
+    Request,
+    RunsRequests,
+    check_required,
+)
 from bastion.sandbox._cgroup import CgroupManager, ExecCgroup
+from bastion.sandbox._devices import dev_args
 from bastion.sandbox._runtime import Runtime, discover
 from bastion.sandbox._supervise import decode, supervise
 from bastion.sandbox._types import (
-    CAPS_DROPPED, CGROUP_NS, ENV_ALLOWLIST as ENV_LAYER, FILESYSTEM, IPC_NS, MEMORY, NETWORK,
-    NO_NEW_PRIVS, PID_NS, PIDS, RLIMITS, SECCOMP, UNPRIVILEGED, USER_NS, UTS_NS, WALL_CLOCK,
-    ExecResult, SandboxLimits,
+    CAPS_DROPPED,
+    CGROUP_NS,
+    FILESYSTEM,
+    IPC_NS,
+    MEMORY,
+    NETWORK,
+    NO_NEW_PRIVS,
+    PID_NS,
+    PIDS,
+    RLIMITS,
+    SECCOMP,
+    UNPRIVILEGED,
+    USER_NS,
+    UTS_NS,
+    WALL_CLOCK,
+    ExecResult,
+    SandboxLimits,
+)
+from bastion.sandbox._types import (
+    ENV_ALLOWLIST as ENV_LAYER,
 )
 
 BWRAP_LAYERS = (FILESYSTEM, NETWORK, PID_NS, IPC_NS, UTS_NS, CGROUP_NS, USER_NS,
@@ -60,7 +84,7 @@ def bwrap_argv(bwrap: str, rt: Runtime, req: Request, *, file_fds: dict[str, int
         a += ["--symlink", target, link]
     if os.path.exists("/etc/ld.so.cache"):
         a += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
-    a += ["--proc", "/proc", "--dev", "/dev",
+    a += ["--proc", "/proc", *dev_args(int(disk)),
           "--perms", "0777", "--size", disk, "--tmpfs", WORKDIR,
           "--perms", "01777", "--size", disk, "--tmpfs", "/tmp"]
     made: set[str] = set()
@@ -124,8 +148,10 @@ class BwrapSandbox(RunsRequests):
         """A fresh, never used cgroup for one execution, with `limits` applied.
 
         Made ahead of time when possible (mkdir and limit writes, ~0.3 ms, are then off
-        the caller's clock): each execution takes the spare and the next one is made in
-        the background. A spare is never reused; sweep_stale removes one a crash left.
+        the caller's clock): each execution takes the spare, and the next one is made in
+        the background once it has finished (not during: the thread would compete with
+        the start being timed). A spare is never reused; sweep_stale removes one a crash
+        left behind.
         """
         if not ({PIDS, MEMORY} & set(self.layers)):
             return None
@@ -141,7 +167,6 @@ class BwrapSandbox(RunsRequests):
             if {PIDS, MEMORY} & set(self.require):
                 raise SandboxUnavailable(f"cannot create the execution cgroup: {e}") from e
             return None
-        self._make_spare(limits)
         return cg
 
     def _make_spare(self, limits: SandboxLimits) -> None:
@@ -197,6 +222,7 @@ class BwrapSandbox(RunsRequests):
         finally:
             if cg is not None:
                 self._destroy_later(cg)
+                self._make_spare(req.limits)
         return ExecResult(out.returncode, decode(out.stdout), decode(out.stderr),
                           out.timed_out, out.killed_reason, round(out.duration_ms, 3), layers)
 

@@ -23,7 +23,11 @@ from dataclasses import dataclass
 from bastion.errors import SandboxError
 from bastion.sandbox._cgroup import ExecCgroup
 from bastion.sandbox._launch import (
-    LAUNCH_FAILED, exec_chain, launcher, make_preexec, vfork_spawn,
+    LAUNCH_FAILED,
+    exec_chain,
+    launcher,
+    make_preexec,
+    vfork_spawn,
 )
 from bastion.sandbox._process import AsyncioChild, Child, PidChild
 from bastion.sandbox._types import SandboxLimits
@@ -296,7 +300,8 @@ async def collect(launched: Launched, *, limits: SandboxLimits,
         returncode = await proc.wait()
         outs = list(await asyncio.wait_for(asyncio.gather(*readers), timeout=5))
     finally:
-        for task in (feeder, flood, waiter, *([early] if early else [])):
+        feeder.cancel()
+        for task in (flood, waiter, *([early] if early else [])):
             task.cancel()
         for c in caps:
             c.close()

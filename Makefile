@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test install bench clean
 
-$(BIN)/bastion: pyproject.toml
+$(BIN)/bastion: pyproject.toml setup.py src/bastion/sandbox/_spawn.c
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"

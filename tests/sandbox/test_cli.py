@@ -35,3 +35,5 @@ def test_probe_json() -> None:
     assert res.exit_code == 0
     data = json.loads(res.stdout)
     assert {b["backend"] for b in data["backends"]} == {"bwrap", "fallback"}
+    bwrap = next(b for b in data["backends"] if b["backend"] == "bwrap")
+    assert bwrap["details"]["launcher"] in ("vfork", "exec-chain", "preexec")

@@ -128,6 +128,10 @@ async def _probe_backend(sb: Any, unprivileged: bool) -> ProbeReport:
     ok[L.WALL_CLOCK] = sleeper.timed_out and sleeper.duration_ms < 5000
     rep.layers = [layer for layer in L.ALL_LAYERS if ok.get(layer)]
     rep.missing = [layer for layer in L.ALL_LAYERS if not ok.get(layer)]
+    from bastion.sandbox._launch import launcher
+
+    # Not a layer (every way applies the same ones), but the cold-start cost: see _launch.
+    rep.details["launcher"] = launcher()
     return rep
 
 

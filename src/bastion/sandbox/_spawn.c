@@ -14,7 +14,9 @@
  * default signal dispositions, setsid, stdio, close-on-exec for every other descriptor
  * except the ones passed, join the cgroups (write "0" = the writer), rlimits, chdir, drop
  * groups/gid/uid, PR_SET_PDEATHSIG=SIGKILL (after the uid change, which clears it),
- * no_new_privs, empty signal mask, execve.
+ * empty signal mask, execve. No no_new_privs here: the launcher sets it for the sandbox
+ * itself, and a setuid-root bwrap (hosts without unprivileged user namespaces) needs it
+ * unset to start.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -35,7 +37,7 @@
 #endif
 
 enum step { S_SIGNALS = 1, S_SETSID, S_STDIO, S_FDS, S_CGROUP, S_RLIMIT, S_CHDIR,
-            S_GROUPS, S_GID, S_UID, S_PDEATHSIG, S_NNP, S_EXEC };
+            S_GROUPS, S_GID, S_UID, S_PDEATHSIG, S_EXEC };
 
 static const char *step_name(int s) {
     switch (s) {
@@ -50,7 +52,6 @@ static const char *step_name(int s) {
     case S_GID: return "cannot drop to the sandbox gid";
     case S_UID: return "cannot drop to the sandbox uid";
     case S_PDEATHSIG: return "cannot set the parent-death signal";
-    case S_NNP: return "cannot set no_new_privs";
     case S_EXEC: return "cannot execute the launcher";
     }
     return "unknown step";
@@ -128,7 +129,6 @@ static void child(const plan_t *p) {
     }
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) fail(p, S_PDEATHSIG);
     if (getppid() != p->parent) _exit(126);  /* the supervisor already died */
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(p, S_NNP);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);

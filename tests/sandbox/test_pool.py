@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+
+import pytest
 
 from bastion.sandbox import Sandbox
 
@@ -61,3 +64,29 @@ async def test_warm_daemon_holding_stdout_does_not_delay_or_survive(warm: Sandbo
     r = await warm.run(code, timeout=5)
     assert (r.exit_code, r.stdout, r.timed_out) == (0, "done\n", False)
     assert r.duration_ms < 2500, r.duration_ms
+
+
+async def test_no_descriptor_leaks_cold_or_warm() -> None:
+    """Every pipe, pidfd and memfd of a run (and of unclaimed pool entries) is closed."""
+    from bastion.sandbox import create_sandbox
+    from bastion.sandbox._bwrap import find_bwrap
+
+    if find_bwrap() is None:
+        pytest.skip("bubblewrap is not installed")
+
+    def fds() -> set[str]:
+        return set(os.listdir("/proc/self/fd"))
+
+    warmup = create_sandbox(warm_pool=False)  # process-wide caches (probe, runtime)
+    await warmup.run("pass")
+    await warmup.aclose()
+    for warm_pool in (False, True):
+        before = fds()
+        box = create_sandbox(warm_pool=warm_pool, pool_size=2)
+        for stdin in (None, "data", "x" * 200_000):
+            r = await box.run("import sys; print(len(sys.stdin.read()))", stdin=stdin)
+            assert r.exit_code == 0, r.stderr
+        await asyncio.sleep(0.5)  # refilled entries are parked, never claimed
+        await box.aclose()
+        await asyncio.sleep(0.1)
+        assert fds() - before == set(), f"leaked descriptors (warm_pool={warm_pool})"

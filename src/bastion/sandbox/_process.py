@@ -56,6 +56,9 @@ class PidChild:
 
     def _done(self, status: int) -> None:
         self._code = os.waitstatus_to_exitcode(status)
+        if self._stdin is not None:  # never fed (a warm-pool entry that was not claimed)
+            os.close(self._stdin)
+            self._stdin = None
         if not self._exited.done():
             self._exited.set_result(self._code)
 

@@ -32,6 +32,12 @@ async def test_warm_errors_exit_codes_and_limits(warm: Sandbox) -> None:
     assert r.killed_reason == "timeout"
     r = await warm.run("b = []\nwhile True:\n    b.append(bytearray(8 << 20))", memory_mb=64)
     assert r.killed_reason == "memory"
+    await asyncio.sleep(0.3)
+    r = await warm.run("open('/tmp/f', 'wb').write(b'x' * (70 << 20))")  # 64 MiB disk
+    assert (r.exit_code, r.killed_reason) == (1, "disk"), r
+    await asyncio.sleep(0.3)
+    r = await warm.run("import os\nfor _ in range(64):\n    os.fork()", pids=8)
+    assert r.killed_reason == "pids", r
 
 
 async def test_warm_argv_and_cold_fallback(warm: Sandbox) -> None:

@@ -288,9 +288,10 @@ async def collect(launched: Launched, *, limits: SandboxLimits,
                 c.drain()
             outs = [c.take() for c in caps]
             if not overflow.is_set():
-                return Outcome(early.result(), outs[0], outs[1], False,
-                               "memory" if cg is not None and cg.oom_killed() else None,
-                               duration)
+                code = early.result()
+                return Outcome(code, outs[0], outs[1], False,
+                               kill_reason(cg, code, outs[1], timed_out=False,
+                                           overflow=False), duration)
         # The main process is gone (or must go): nothing else of the run may survive it.
         # Fast path, no thread hop: the launcher exited (so its pid namespace is gone)
         # and the cgroup is verifiably empty.
@@ -307,19 +308,28 @@ async def collect(launched: Launched, *, limits: SandboxLimits,
             c.close()
         if proc.returncode is None and early is None:
             await asyncio.to_thread(_kill_tree, proc, cg)
-    reason: str | None = None
-    if overflow.is_set():
-        reason = "output"
-    elif cg is not None and cg.oom_killed():
-        reason = "memory"
-    elif timed_out:
-        reason = "timeout"
-    elif returncode != 0 and cg is not None and cg.pids_exhausted():
-        reason = "pids"
-    elif returncode != 0 and any(m in outs[1][-4096:] for m in _DISK_MARKERS):
-        reason = "disk"
+    reason = kill_reason(cg, returncode, outs[1], timed_out=timed_out,
+                         overflow=overflow.is_set())
     code: int | None = None if timed_out or overflow.is_set() else returncode
     return Outcome(code, outs[0], outs[1], timed_out, reason, duration)
+
+
+def kill_reason(cg: ExecCgroup | None, returncode: int | None, stderr: bytes, *,
+                timed_out: bool, overflow: bool) -> str | None:
+    """Which limit ended the run, if one did. Output, memory (the cgroup's OOM count),
+    timeout and pids (pids.events) are measured; disk is read off the error the code got
+    (ENOSPC from the tmpfs, EFBIG from RLIMIT_FSIZE: Python ignores SIGXFSZ)."""
+    if overflow:
+        return "output"
+    if cg is not None and cg.oom_killed():
+        return "memory"
+    if timed_out:
+        return "timeout"
+    if returncode != 0 and cg is not None and cg.pids_exhausted():
+        return "pids"
+    if returncode != 0 and any(m in stderr[-4096:] for m in _DISK_MARKERS):
+        return "disk"
+    return None
 
 
 async def supervise(argv: list[str], *, limits: SandboxLimits, cg: ExecCgroup | None,

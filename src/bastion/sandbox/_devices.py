@@ -30,8 +30,18 @@ _LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/se
           "stderr": "/proc/self/fd/2"}
 
 
+def _safe_parent(path: str) -> bool:
+    """Only root may rename or replace what is in `path` (a TMPDIR another user could
+    write to would let them swap our directory for theirs between two runs)."""
+    st = os.stat(path)
+    return st.st_uid == 0 and (not st.st_mode & 0o022 or bool(st.st_mode & stat.S_ISVTX))
+
+
 def _make() -> str:
-    d = tempfile.mkdtemp(prefix="bastion-dev-")
+    parent = tempfile.gettempdir()
+    if not _safe_parent(parent):
+        raise OSError(f"{parent} is writable by others without the sticky bit")
+    d = tempfile.mkdtemp(prefix="bastion-dev-", dir=parent)
     try:
         for name, (major, minor) in _NODES.items():
             path = os.path.join(d, name)

@@ -185,3 +185,26 @@ async def test_stdin_reaches_the_launcher_in_full(path: str) -> None:
     out = await supervise(["/usr/bin/sha256sum"], limits=SandboxLimits(timeout=20), cg=None,
                           stdin=data, drop_uid=False)
     assert out.stdout.split()[0].decode() == hashlib.sha256(data).hexdigest()
+
+
+async def test_a_whole_sandbox_runs_through_each_path(path: str) -> None:
+    """End to end, cold and warm: the same result and layers whichever way it started."""
+    from bastion.sandbox import create_sandbox
+    from bastion.sandbox._bwrap import find_bwrap
+
+    if find_bwrap() is None:
+        pytest.skip("bubblewrap is not installed")
+    if os.geteuid() != 0:
+        pytest.skip("the default require (pids, memory) needs root's cgroups")
+    for warm_pool in (False, True):
+        box = create_sandbox(warm_pool=warm_pool, pool_size=1)
+        try:
+            await asyncio.sleep(0.3)
+            r = await box.run("import os, sys; print(os.getuid(), sys.stdin.read())",
+                              stdin="in")
+            assert (r.exit_code, r.stdout.split()) == (0, ["65534", "in"]), r.stderr
+            assert {"network", "filesystem", "pids", "memory", "seccomp"} <= set(r.layers)
+            r = await box.run("import time; time.sleep(30)", timeout=0.5)
+            assert r.timed_out and r.killed_reason == "timeout"
+        finally:
+            await box.aclose()

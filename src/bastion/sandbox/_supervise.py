@@ -269,8 +269,8 @@ async def collect(launched: Launched, *, limits: SandboxLimits,
     caps = [Capture(launched.out_fd, limits.output_bytes, overflow.set),
             Capture(launched.err_fd, limits.output_bytes, overflow.set)]
     readers = [c.eof for c in caps]
-    feeder = proc.feed(stdin)  # what the pipe takes goes now: a parked zygote gets its
-    # request without waiting for a loop iteration
+    # What the pipe takes is written now: a parked zygote gets its request at once.
+    feeder = proc.feed(stdin)
     waiter = asyncio.ensure_future(proc.wait())
     flood = asyncio.ensure_future(overflow.wait())
     early = asyncio.ensure_future(_early_exit(status)) if status is not None else None
